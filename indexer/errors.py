@@ -1,0 +1,40 @@
+"""Errors raised by the indexer package.
+
+IndexerError
+├── StoreError            the store of record failed (driver errors are chained)
+│   ├── NotFound          a conversation or utterance does not exist for this tenant
+│   └── Conflict          a write contradicts stored state
+├── IndexUnavailable      an index is not loaded or not caught up
+├── EmbedderError         the embedding model could not be loaded or run
+└── SnapshotError         a snapshot on disk is missing, corrupt or of another model
+"""
+
+from __future__ import annotations
+
+
+class IndexerError(Exception):
+    """Base class of every error this package raises."""
+
+
+class StoreError(IndexerError):
+    pass
+
+
+class NotFound(StoreError):
+    pass
+
+
+class IndexUnavailable(IndexerError):
+    pass
+
+
+class EmbedderError(IndexerError):
+    pass
+
+
+class SnapshotError(IndexerError):
+    pass
+
+
+class Conflict(StoreError):
+    """A write contradicts stored state (e.g. a conversation owned by another user)."""

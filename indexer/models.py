@@ -1,0 +1,147 @@
+"""Domain types of the store of record and the indexes (frozen dataclasses, no I/O)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+import numpy as np
+import numpy.typing as npt
+
+
+class Role(StrEnum):
+    USER = "user"
+    AGENT = "agent"
+    OTHER = "other"
+
+
+class Source(StrEnum):
+    TEXT = "text"
+    ASR = "asr"
+
+
+@dataclass(frozen=True, slots=True)
+class UtteranceIn:
+    """An utterance as a client submits it (before it has a ``seq``)."""
+
+    id: str
+    conversation_id: str
+    speaker: str
+    role: Role
+    text: str
+    started_at: datetime
+    ended_at: datetime | None = None
+    user_id: str | None = None
+    agent_id: str | None = None
+    source: Source = Source.TEXT
+    asr_confidence: float | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationIn:
+    id: str
+    user_id: str | None = None
+    agent_id: str | None = None
+    started_at: datetime | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    tenant: str
+    id: str
+    user_id: str | None
+    agent_id: str | None
+    started_at: datetime | None
+    metadata: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Utterance:
+    """A stored utterance. ``uid`` is the internal int64 document id used by indexes."""
+
+    uid: int
+    tenant: str
+    id: str
+    conversation_id: str
+    user_id: str | None
+    turn: int
+    speaker: str
+    role: Role
+    text: str
+    started_at: datetime
+    ended_at: datetime | None
+    source: Source
+    asr_confidence: float | None
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One entry of the change feed: an upsert (with its embedding) or a tombstone."""
+
+    seq: int
+    uid: int
+    deleted: bool
+    utterance: Utterance
+    embedding: npt.NDArray[np.float32] | None
+
+
+@dataclass(frozen=True, slots=True)
+class IndexDoc:
+    """What an index needs of one utterance: its id, text, vector and filter columns."""
+
+    uid: int
+    tenant: str
+    user_id: str | None
+    conversation_id: str
+    speaker: str
+    role: Role
+    started_at: float  # unix seconds
+    text: str
+    embedding: npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """Scope of a search. ``tenant`` is mandatory and always comes from the credential.
+
+    Empty tuples and ``None`` mean "no restriction". ``since``/``until`` are unix seconds,
+    inclusive bounds on ``started_at``.
+    """
+
+    tenant: str
+    user_id: str | None = None
+    conversation_ids: tuple[str, ...] = ()
+    speakers: tuple[str, ...] = ()
+    roles: tuple[Role, ...] = ()
+    since: float | None = None
+    until: float | None = None
+
+    def matches(self, doc: IndexDoc) -> bool:
+        """Reference predicate; indexes must return exactly the docs this accepts."""
+        if doc.tenant != self.tenant:
+            return False
+        if self.user_id is not None and doc.user_id != self.user_id:
+            return False
+        if self.conversation_ids and doc.conversation_id not in self.conversation_ids:
+            return False
+        if self.speakers and doc.speaker not in self.speakers:
+            return False
+        if self.roles and doc.role not in self.roles:
+            return False
+        if self.since is not None and doc.started_at < self.since:
+            return False
+        return not (self.until is not None and doc.started_at > self.until)
+
+
+def as_tuple(value: str | Sequence[str] | None) -> tuple[str, ...]:
+    """Normalise "one or a list" API values to a tuple."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    return tuple(value)

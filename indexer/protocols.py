@@ -1,0 +1,112 @@
+"""The boundaries of the indexer: small protocols, implemented by one adapter module each.
+
+Embedder      st_embedder.SentenceTransformerEmbedder, onnx_embedder.OnnxEmbedder
+LexicalIndex  bm25_index.TantivyBM25Index
+VectorIndex   faiss_index.FaissVectorIndex
+Store         pg_store.PgStore
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+from indexer.models import (
+    Change,
+    Conversation,
+    ConversationIn,
+    Filters,
+    IndexDoc,
+    Utterance,
+    UtteranceIn,
+)
+from ranking.hits import Hits
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Maps text to L2-normalised float32 vectors of a fixed dimension."""
+
+    @property
+    def dim(self) -> int: ...
+
+    @property
+    def model_id(self) -> str:
+        """Identifies the weights; snapshots and stored vectors are tied to it."""
+        ...
+
+    def embed_batch(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        """Embed documents: shape (len(texts), dim), rows L2-normalised."""
+        ...
+
+    def embed_query(self, text: str) -> npt.NDArray[np.float32]:
+        """Embed one query: shape (dim,), L2-normalised. May be cached."""
+        ...
+
+
+class LexicalIndex(Protocol):
+    """BM25 over utterance text, with filter columns. Ids are ``IndexDoc.uid``."""
+
+    def upsert(self, docs: Sequence[IndexDoc]) -> None:
+        """Add or replace documents (by uid). Visible to ``search`` after ``refresh``."""
+        ...
+
+    def delete(self, uids: Sequence[int]) -> None: ...
+
+    def refresh(self) -> None:
+        """Make every upsert and delete so far visible to searches."""
+        ...
+
+    def search(self, query: str, k: int, *, filters: Filters, timeout_s: float) -> Hits: ...
+
+    def __len__(self) -> int:
+        """Number of live (searchable) documents."""
+        ...
+
+
+class VectorIndex(Protocol):
+    """Inner-product search over L2-normalised vectors, with filter columns."""
+
+    def upsert(self, docs: Sequence[IndexDoc]) -> None: ...
+
+    def delete(self, uids: Sequence[int]) -> None: ...
+
+    def search(
+        self, vector: npt.NDArray[np.float32], k: int, *, filters: Filters, timeout_s: float
+    ) -> Hits: ...
+
+    def __len__(self) -> int: ...
+
+
+class Store(Protocol):
+    """The store of record (PostgreSQL). Every call is scoped to one tenant."""
+
+    def upsert_utterances(
+        self,
+        tenant: str,
+        utterances: Sequence[UtteranceIn],
+        embeddings: npt.NDArray[np.float32],
+    ) -> int:
+        """Durably upsert (idempotent by ``(tenant, id)``); return the highest ``seq`` written."""
+        ...
+
+    def put_conversation(self, tenant: str, conversation: ConversationIn) -> int: ...
+
+    def get_conversation(self, tenant: str, conversation_id: str) -> Conversation: ...
+
+    def transcript(self, tenant: str, conversation_id: str) -> list[Utterance]: ...
+
+    def delete_conversation(self, tenant: str, conversation_id: str) -> int: ...
+
+    def delete_utterance(self, tenant: str, utterance_id: str) -> int: ...
+
+    def delete_user(self, tenant: str, user_id: str) -> int: ...
+
+    def changes_since(self, seq: int, limit: int) -> list[Change]:
+        """Changes with ``seq`` greater than the argument, in ``seq`` order. Never skips one."""
+        ...
+
+    def max_seq(self) -> int: ...
