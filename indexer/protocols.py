@@ -78,6 +78,10 @@ class VectorIndex(Protocol):
         self, vector: npt.NDArray[np.float32], k: int, *, filters: Filters, timeout_s: float
     ) -> Hits: ...
 
+    def vectors_for(self, uids: Sequence[int]) -> npt.NDArray[np.float32]:
+        """The stored vectors of live ``uids``, one row each (for snapshots and reranking)."""
+        ...
+
     def __len__(self) -> int: ...
 
 

@@ -1,0 +1,13 @@
+"""ranking: pure fusion, normalisation and diversification over ``Hits``.
+
+Imports only numpy and the standard library (``tests/test_layering.py`` checks it).
+"""
+
+from ranking.convex import convex
+from ranking.dedupe import dedupe
+from ranking.hits import Hits
+from ranking.mmr import mmr
+from ranking.normalize import min_max, z_score
+from ranking.rrf import rrf
+
+__all__ = ["convex", "dedupe", "Hits", "min_max", "mmr", "rrf", "z_score"]
