@@ -37,12 +37,13 @@ class EmbeddedPostgres:
                 warnings.simplefilter("ignore")  # platformdirs/psutil noise at import
                 import pgserver
 
-                self._server = pgserver.get_server(
-                    self._data_dir.resolve(), cleanup_mode=self._cleanup
-                )
+                get_server = pgserver.get_server  # type: ignore[attr-defined]  # star re-export
+                self._server = get_server(self._data_dir.resolve(), cleanup_mode=self._cleanup)
             url = str(self._server.get_uri())
         except Exception as exc:  # noqa: BLE001 - pgserver raises bare Exceptions/asserts
-            raise StoreError(f"cannot start the embedded PostgreSQL in {self._data_dir}: {exc}") from exc
+            raise StoreError(
+                f"cannot start the embedded PostgreSQL in {self._data_dir}: {exc}"
+            ) from exc
         _log.info("embedded PostgreSQL ready at %s", url)
         return url
 

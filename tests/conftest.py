@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,10 +25,14 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if external:
         yield external
         return
-    pg = EmbeddedPostgres(data_dir=tmp_path_factory.mktemp("pg") / "data", cleanup="delete")
+    # Not under pytest's basetemp: that is mode 0700, and as root pgserver runs PostgreSQL as
+    # an unprivileged user who must be able to traverse to the data dir.
+    base = Path(tempfile.mkdtemp(prefix="convmem-test-pg-"))
+    pg = EmbeddedPostgres(data_dir=base / "data", cleanup="delete")
     url = pg.start()
     yield url
     pg.stop()
+    shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture
@@ -40,3 +46,9 @@ def database_url(server_url: str) -> Iterator[str]:
     yield make_conninfo(**params)  # type: ignore[arg-type]  # dict of str conninfo values
     with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'.encode())
+
+
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One ONNX export per test session, shared by every embedder the tests build."""
+    return tmp_path_factory.mktemp("models")

@@ -40,7 +40,8 @@ def utt(i: int, conv: str = "c1", user: str | None = "u1", text: str | None = No
 
 def vecs(n: int, seed: int = 0) -> np.ndarray:
     v = np.random.default_rng(seed).standard_normal((n, 8)).astype(np.float32)
-    return v / np.linalg.norm(v, axis=1, keepdims=True)
+    out: np.ndarray = v / np.linalg.norm(v, axis=1, keepdims=True)
+    return out
 
 
 def test_migrations_are_idempotent(database_url: str) -> None:

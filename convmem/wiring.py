@@ -1,0 +1,160 @@
+"""Build the running system from `Settings`: the only place that knows every package.
+
+Settings ─▶ store (PostgreSQL: configured, or embedded in data_dir/pg)
+         ─▶ embedder (ONNX int8 by default; torch reference; a configured model dir)
+         ─▶ shard (tantivy BM25 + FAISS) ◀─ snapshot (data_dir/index) ◀─ change feed
+         ─▶ ingestor, searcher ─▶ Services
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from importlib import resources
+from pathlib import Path
+
+from convmem.settings import Settings
+from indexer.bm25_index import TantivyBM25Index
+from indexer.embedded_pg import EmbeddedPostgres
+from indexer.embedders import load_embedder
+from indexer.errors import SnapshotError
+from indexer.ingest import MAX_BATCH, Ingestor
+from indexer.loaders import read_jsonl
+from indexer.models import UtteranceIn
+from indexer.numpy_index import NumpyVectorIndex
+from indexer.pg_store import PgStore
+from indexer.protocols import Embedder, VectorIndex
+from indexer.shard import IndexShard
+from indexer.snapshot import load_snapshot, save_snapshot
+from indexer.tailer import ChangeFeedTailer
+from query_service.searcher import Searcher, SearchParams
+from query_service.services import Services
+
+_log = logging.getLogger(__name__)
+DEMO_TENANT = "default"
+
+
+def database_url(settings: Settings, closers: list[Callable[[], None]]) -> str:
+    """The configured URL, or start the embedded PostgreSQL in ``data_dir/pg``."""
+    if settings.postgres.url is not None:
+        return settings.postgres.url.get_secret_value()
+    pg = EmbeddedPostgres(data_dir=settings.data_dir / "pg")
+    url = pg.start()
+    closers.append(pg.stop)
+    return url
+
+
+def build_embedder(settings: Settings) -> Embedder:
+    e = settings.embedder
+    return load_embedder(
+        e.kind,
+        model_path=e.model_path,
+        cache_dir=e.cache_dir or settings.data_dir / "models",
+        quantize=e.quantize,
+        threads=e.threads,
+        query_cache=e.query_cache,
+    )
+
+
+def build_shard(settings: Settings, dim: int) -> IndexShard:
+    ix = settings.index
+    vector: VectorIndex
+    if ix.vector_backend == "numpy":
+        vector = NumpyVectorIndex(dim=dim)
+    else:
+        from indexer.faiss_index import FaissVectorIndex
+
+        extra = {} if ix.ann_threshold is None else {"ann_threshold": ix.ann_threshold}
+        vector = FaissVectorIndex(dim=dim, **extra)
+    return IndexShard(lexical=TantivyBM25Index(tokenizer=ix.tokenizer), vector=vector)
+
+
+def build_services(settings: Settings, *, embedder: Embedder | None = None) -> Services:
+    closers: list[Callable[[], None]] = []
+    try:
+        store = PgStore.connect(
+            database_url(settings, closers), max_size=settings.postgres.pool_max
+        )
+        closers.append(store.close)
+        embedder = embedder or build_embedder(settings)
+        shard = build_shard(settings, embedder.dim)
+        snap_dir = settings.data_dir / "index"
+        try:
+            info = load_snapshot(shard, snap_dir, model_id=embedder.model_id, dim=embedder.dim)
+            _log.info("loaded snapshot: %d docs at seq %d", info.count, info.seq)
+        except SnapshotError as exc:
+            _log.info("no usable snapshot (%s): building from the store", exc)
+
+        def snapshot() -> None:
+            save_snapshot(shard, snap_dir, model_id=embedder.model_id, dim=embedder.dim)
+
+        tailer = ChangeFeedTailer(
+            store=store,
+            shard=shard,
+            poll_interval_s=settings.index.poll_interval_ms / 1000,
+            snapshot=snapshot,
+            snapshot_interval_s=settings.index.snapshot_interval_s,
+        )
+        ingestor = Ingestor(store=store, embedder=embedder, on_commit=lambda _seq: tailer.poke())
+        if settings.demo_data and store.max_seq() == 0:
+            n = load_utterances(ingestor, DEMO_TENANT, read_jsonl(demo_path()))
+            _log.info("loaded %d demo utterances into tenant %r", n, DEMO_TENANT)
+        tailer.catch_up()
+        tailer.start()
+        r = settings.ranking
+        searcher = Searcher(
+            shard=shard,
+            embedder=embedder,
+            params=SearchParams(
+                fusion=r.fusion,
+                rrf_k=r.rrf_k,
+                lexical_weight=r.lexical_weight,
+                candidates=r.candidates,
+                context_turns=r.context_turns,
+                dedupe_threshold=r.dedupe_threshold,
+                reserve_s=settings.budgets.reserve_ms / 1000,
+            ),
+            wait_for_seq=tailer.wait_for,
+        )
+    except BaseException:
+        for close in reversed(closers):
+            close()
+        raise
+    return Services(
+        store=store,
+        embedder=embedder,
+        shard=shard,
+        tailer=tailer,
+        ingestor=ingestor,
+        searcher=searcher,
+        closers=closers,
+    )
+
+
+def demo_path() -> Path:
+    return Path(str(resources.files("indexer").joinpath("demo/demo.jsonl")))
+
+
+def load_utterances(
+    ingestor: Ingestor,
+    tenant: str,
+    utterances: Iterable[UtteranceIn],
+    *,
+    batch_size: int = 256,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Ingest in batches; returns how many were accepted."""
+    total = 0
+    batch: list[UtteranceIn] = []
+    for u in utterances:
+        batch.append(u)
+        if len(batch) >= min(batch_size, MAX_BATCH):
+            total += ingestor.ingest(tenant, batch).accepted
+            if progress:
+                progress(len(batch))
+            batch = []
+    if batch:
+        total += ingestor.ingest(tenant, batch).accepted
+        if progress:
+            progress(len(batch))
+    return total

@@ -1,0 +1,59 @@
+"""Build the configured ``Embedder`` (for entry points; library code receives one)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from indexer.embed_cache import CachedEmbedder
+from indexer.model_files import BUNDLED_SHA256, bundled_model_dir
+from indexer.onnx_embedder import OnnxEmbedder
+from indexer.protocols import Embedder
+from indexer.st_embedder import SentenceTransformerEmbedder
+
+
+def load_embedder(
+    kind: Literal["onnx", "torch"],
+    *,
+    model_path: Path | None,
+    cache_dir: Path,
+    quantize: bool = True,
+    batch_size: int = 64,
+    max_length: int = 128,
+    threads: int | None = None,
+    device: str = "cpu",
+    expected_sha256: str | None = None,
+    query_cache: int = 4096,
+) -> Embedder:
+    """Load an embedder behind a query LRU cache of ``query_cache`` entries (0: no cache).
+
+    ``model_path=None`` means the bundled all-MiniLM-L6-v2 (sha256 pinned). ``onnx`` exports
+    into ``cache_dir`` on first use (int8 if ``quantize``) and runs on CPU with ``threads``
+    intra-op threads; ``torch`` runs sentence-transformers on ``device`` (``quantize``,
+    ``threads`` and ``cache_dir`` unused). Both truncate texts to ``max_length`` tokens.
+    """
+    if query_cache < 0:
+        raise ValueError(f"query_cache must be >= 0, got {query_cache}")
+    if model_path is None:
+        model_path, expected_sha256 = bundled_model_dir(), BUNDLED_SHA256
+    if kind == "onnx":
+        inner: Embedder = OnnxEmbedder(
+            model_dir=model_path,
+            cache_dir=cache_dir,
+            quantize=quantize,
+            batch_size=batch_size,
+            max_length=max_length,
+            threads=threads,
+            expected_sha256=expected_sha256,
+        )
+    elif kind == "torch":
+        inner = SentenceTransformerEmbedder(
+            model_path=model_path,
+            batch_size=batch_size,
+            device=device,
+            max_length=max_length,
+            expected_sha256=expected_sha256,
+        )
+    else:
+        raise ValueError(f"unknown embedder kind {kind!r} (expected 'onnx' or 'torch')")
+    return CachedEmbedder(inner, max_entries=query_cache) if query_cache else inner

@@ -1,0 +1,121 @@
+"""`ChangeFeedTailer`: keeps an `IndexShard` fresh by following the store's change feed.
+
+A daemon thread polls ``changes_since(shard.seq)``. Ingest in the same process calls ``poke()``
+right after its commit, so local writes are applied at once instead of at the next poll;
+other replicas see them within ``poll_interval_s``. Readers use ``wait_for(seq, timeout_s)``
+for read-your-writes. Every ``snapshot_interval_s`` (if anything changed) the shard is written
+to disk, and once more on ``stop()``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from indexer.errors import IndexerError
+from indexer.protocols import Store
+from indexer.shard import IndexShard
+
+_log = logging.getLogger(__name__)
+
+
+class ChangeFeedTailer:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        shard: IndexShard,
+        poll_interval_s: float = 0.05,
+        batch_size: int = 2000,
+        snapshot: Callable[[], object] | None = None,
+        snapshot_interval_s: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._store = store
+        self._shard = shard
+        self._poll_interval_s = poll_interval_s
+        self._batch_size = batch_size
+        self._snapshot = snapshot
+        self._snapshot_interval_s = snapshot_interval_s
+        self._clock = clock
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._advanced = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._last_error: str | None = None
+        self._snapshotted_seq = shard.seq
+
+    @property
+    def last_error(self) -> str | None:
+        return self._last_error
+
+    def catch_up(self) -> int:
+        """Apply every pending change now (in the caller's thread); return the covered seq."""
+        while True:
+            changes = self._store.changes_since(self._shard.seq, self._batch_size)
+            if changes:
+                self._shard.apply(changes)
+                with self._advanced:
+                    self._advanced.notify_all()
+            if len(changes) < self._batch_size:
+                return self._shard.seq
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="convmem-tailer", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+        self._maybe_snapshot(force=True)
+
+    def poke(self) -> None:
+        """Wake the tailer now (a local write just committed)."""
+        self._wake.set()
+
+    def wait_for(self, seq: int, timeout_s: float) -> bool:
+        """Block until the shard covers ``seq`` or ``timeout_s`` passes; True if covered."""
+        if self._shard.seq >= seq:
+            return True
+        self.poke()
+        deadline = self._clock() + max(0.0, timeout_s)
+        with self._advanced:
+            while self._shard.seq < seq:
+                left = deadline - self._clock()
+                if left <= 0:
+                    return False
+                self._advanced.wait(left)
+        return True
+
+    def _run(self) -> None:
+        last_snapshot = self._clock()
+        while not self._stop.is_set():
+            try:
+                self.catch_up()
+                self._last_error = None
+            except IndexerError as exc:  # the store is down: keep serving, retry
+                self._last_error = str(exc)
+                _log.warning("change feed: %s", exc)
+                self._stop.wait(1.0)
+            if self._clock() - last_snapshot >= self._snapshot_interval_s:
+                self._maybe_snapshot(force=False)
+                last_snapshot = self._clock()
+            self._wake.wait(self._poll_interval_s)
+            self._wake.clear()
+
+    def _maybe_snapshot(self, *, force: bool) -> None:
+        if self._snapshot is None:
+            return
+        if self._shard.seq == self._snapshotted_seq and not force:
+            return
+        try:
+            self._snapshot()
+            self._snapshotted_seq = self._shard.seq
+        except (OSError, IndexerError) as exc:
+            _log.warning("snapshot failed: %s", exc)

@@ -1,0 +1,120 @@
+"""Pydantic models of the REST API (kept apart from the domain dataclasses)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from indexer.ingest import MAX_BATCH, MAX_TEXT_CHARS
+from indexer.models import Role
+
+Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=256)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class UtteranceBody(_Strict):
+    id: Id
+    conversation_id: Id
+    speaker: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    role: Role
+    text: Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEXT_CHARS)]
+    started_at: datetime
+    ended_at: datetime | None = None
+    user_id: Id | None = None
+    agent_id: Id | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check(self) -> UtteranceBody:
+        if not self.text.strip():
+            raise ValueError("text must not be blank")
+        if self.started_at.tzinfo is None:
+            raise ValueError("started_at needs a time zone, e.g. 2026-05-01T09:00:00Z")
+        if self.ended_at is not None and self.ended_at < self.started_at:
+            raise ValueError("ended_at is before started_at")
+        return self
+
+
+class IngestBody(_Strict):
+    utterances: Annotated[list[UtteranceBody], Field(min_length=1, max_length=MAX_BATCH)]
+
+
+class IngestResponse(BaseModel):
+    accepted: int
+    seq: int
+
+
+class ConversationBody(_Strict):
+    user_id: Id | None = None
+    agent_id: Id | None = None
+    started_at: datetime | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+
+class SearchFilters(_Strict):
+    user_id: Id | None = None
+    conversation_id: Id | list[Id] | None = None
+    speaker: str | list[str] | None = None
+    role: Role | list[Role] | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> SearchFilters:
+        for name in ("since", "until"):
+            value = getattr(self, name)
+            if value is not None and value.tzinfo is None:
+                raise ValueError(f"{name} needs a time zone, e.g. 2026-05-01T00:00:00Z")
+        if self.since is not None and self.until is not None and self.since > self.until:
+            raise ValueError("since is later than until")
+        return self
+
+
+class SearchBody(_Strict):
+    query: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+    k: int = Field(default=10, ge=1, le=100)
+    mode: Literal["hybrid", "lexical", "dense"] = "hybrid"
+    filters: SearchFilters = Field(default_factory=SearchFilters)
+    budget_ms: float = Field(default=50.0, gt=0, le=10_000)
+    min_seq: int | None = Field(default=None, ge=0)
+
+
+class Turn(BaseModel):
+    utterance_id: str
+    conversation_id: str
+    speaker: str
+    role: Role
+    text: str
+    started_at: datetime
+    turn: int
+
+
+class SearchHit(Turn):
+    score: float
+    user_id: str | None
+    context: list[Turn]
+
+
+class SearchResponse(BaseModel):
+    hits: list[SearchHit]
+    timings_ms: dict[str, float]
+    degraded: list[str]
+    index_seq: int
+
+
+class ConversationResponse(BaseModel):
+    id: str
+    user_id: str | None
+    agent_id: str | None
+    started_at: datetime | None
+    metadata: dict[str, str]
+    turns: list[Turn]
+
+
+class DeleteResponse(BaseModel):
+    seq: int

@@ -1,0 +1,76 @@
+"""RFC 9457 problem details: the one place where errors become HTTP responses."""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from indexer.errors import Conflict, IndexUnavailable, NotFound, StoreError
+from query_service.errors import DeadlineExceeded, Unauthorized
+
+_log = logging.getLogger(__name__)
+MEDIA_TYPE = "application/problem+json"
+
+
+def problem(status: int, detail: str, *, title: str | None = None, **extra: object) -> JSONResponse:
+    body: dict[str, object] = {
+        "type": "about:blank",
+        "title": title or HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        **extra,
+    }
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
+
+
+# Most specific first: NotFound and Conflict are StoreErrors.
+_STATUS: tuple[tuple[type[Exception], int], ...] = (
+    (Unauthorized, 401),
+    (NotFound, 404),
+    (Conflict, 409),
+    (ValueError, 422),
+    (IndexUnavailable, 503),
+    (DeadlineExceeded, 504),
+    (StoreError, 503),
+)
+
+
+async def _mapped(_request: Request, exc: Exception) -> JSONResponse:
+    for cls, status in _STATUS:
+        if isinstance(exc, cls):
+            if cls is StoreError:
+                _log.error("store error: %s", exc)
+                return problem(status, "the store of record is unavailable; retry later")
+            return problem(status, str(exc))
+    raise exc
+
+
+async def _invalid(_request: Request, exc: Exception) -> JSONResponse:
+    raw = exc.errors() if isinstance(exc, RequestValidationError) else []
+    errors = [
+        {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": e.get("type")}
+        for e in raw
+    ]
+    first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
+    where = ".".join(str(p) for p in first["loc"] if p != "body") or "body"
+    return problem(422, f"{where}: {first['msg']}", errors=errors)
+
+
+async def _http(_request: Request, exc: Exception) -> JSONResponse:
+    if isinstance(exc, StarletteHTTPException):
+        return problem(exc.status_code, str(exc.detail))
+    raise exc
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers: every error leaves as application/problem+json."""
+    app.add_exception_handler(RequestValidationError, _invalid)
+    app.add_exception_handler(StarletteHTTPException, _http)
+    for cls, _status in _STATUS:
+        app.add_exception_handler(cls, _mapped)

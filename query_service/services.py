@@ -1,0 +1,29 @@
+"""`Services`: what a running app holds (built by the entry point, owned by the lifespan)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from indexer.ingest import Ingestor
+from indexer.protocols import Embedder, Store
+from indexer.shard import IndexShard
+from indexer.tailer import ChangeFeedTailer
+from query_service.searcher import Searcher
+
+
+@dataclass
+class Services:
+    store: Store
+    embedder: Embedder
+    shard: IndexShard
+    tailer: ChangeFeedTailer
+    ingestor: Ingestor
+    searcher: Searcher
+    closers: list[Callable[[], None]] = field(default_factory=list)
+
+    def close(self) -> None:
+        """Stop the tailer (which writes a last snapshot), then release resources, newest first."""
+        self.tailer.stop()
+        for close in reversed(self.closers):
+            close()

@@ -1,0 +1,169 @@
+"""The shard: applying the change feed, context turns, snapshots, and the tailer on a real store."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from indexer.bm25_index import TantivyBM25Index
+from indexer.errors import SnapshotError
+from indexer.ingest import Ingestor
+from indexer.models import Change, Filters, Role, Source, Utterance
+from indexer.numpy_index import NumpyVectorIndex as FaissVectorIndex  # TEMP
+from indexer.pg_store import PgStore
+from indexer.shard import IndexShard
+from indexer.snapshot import load_snapshot, save_snapshot
+from indexer.tailer import ChangeFeedTailer
+
+DIM = 16
+T0 = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
+TEXTS = [
+    "we booked the flight to Lisbon for May",
+    "remember the peanut allergy when ordering",
+    "the dog Biscuit loves the beach",
+    "dentist appointment on Thursday at nine",
+    "call the plumber about the kitchen sink",
+]
+
+
+def new_shard() -> IndexShard:
+    return IndexShard(
+        lexical=TantivyBM25Index(tokenizer="en_stem"), vector=FaissVectorIndex(dim=DIM)
+    )
+
+
+def vec(i: int) -> np.ndarray:
+    v = np.random.default_rng(i).standard_normal(DIM).astype(np.float32)
+    return v / np.linalg.norm(v)
+
+
+def change(
+    seq: int, uid: int, turn: int, text: str, *, conv: str = "c1", deleted: bool = False
+) -> Change:
+    u = Utterance(
+        uid=uid,
+        tenant="t",
+        id=f"u{uid}",
+        conversation_id=conv,
+        user_id="maya",
+        turn=turn,
+        speaker="Maya",
+        role=Role.USER,
+        text="" if deleted else text,
+        started_at=T0 + timedelta(minutes=turn),
+        ended_at=None,
+        source=Source.TEXT,
+        asr_confidence=None,
+        seq=seq,
+    )
+    return Change(
+        seq=seq, uid=uid, deleted=deleted, utterance=u, embedding=None if deleted else vec(uid)
+    )
+
+
+def lexical_ids(shard: IndexShard, q: str) -> list[int]:
+    return [
+        int(i) for i in shard.search_lexical(q, 10, filters=Filters(tenant="t"), timeout_s=1).ids
+    ]
+
+
+def test_apply_upserts_deletes_and_context() -> None:
+    shard = new_shard()
+    shard.apply([change(i + 1, 100 + i, i, t) for i, t in enumerate(TEXTS)])
+    assert shard.seq == 5 and len(shard) == 5
+    assert lexical_ids(shard, "allergy") == [101]
+    dense = shard.search_dense(vec(103), 1, filters=Filters(tenant="t"), timeout_s=1)
+    assert list(dense.ids) == [103]
+    ctx = shard.context(102, before=1, after=2)
+    assert [r.uid for r in ctx] == [101, 103, 104]
+    # delete and edit in one batch, in seq order; the later change wins
+    shard.apply([change(6, 101, 1, "", deleted=True), change(7, 103, 3, "the orthodontist moved")])
+    assert lexical_ids(shard, "allergy") == [] and lexical_ids(shard, "orthodontist") == [103]
+    assert lexical_ids(shard, "dentist") == []
+    assert [r.uid for r in shard.context(102, before=2, after=1)] == [100, 103]
+    assert shard.records([101, 103])[0] is None and shard.seq == 7
+    # a tombstone followed by a re-insert of the same uid in one batch keeps the doc
+    shard.apply([change(8, 104, 4, "", deleted=True), change(9, 104, 4, "plumber came back")])
+    assert lexical_ids(shard, "plumber") == [104]
+
+
+def test_snapshot_roundtrip(tmp_path: Path) -> None:
+    shard = new_shard()
+    shard.apply([change(i + 1, 100 + i, i, t) for i, t in enumerate(TEXTS)])
+    shard.apply([change(6, 102, 2, "", deleted=True)])
+    info = save_snapshot(shard, tmp_path / "snap", model_id="m1", dim=DIM)
+    assert info.seq == 6 and info.count == 4
+    loaded = new_shard()
+    load_snapshot(loaded, tmp_path / "snap", model_id="m1", dim=DIM)
+    assert loaded.seq == 6 and len(loaded) == 4
+    for q in ("flight Lisbon", "dog beach", "plumber"):
+        assert lexical_ids(loaded, q) == lexical_ids(shard, q)
+    f = Filters(tenant="t")
+    assert list(loaded.search_dense(vec(104), 3, filters=f, timeout_s=1).ids) == list(
+        shard.search_dense(vec(104), 3, filters=f, timeout_s=1).ids
+    )
+    with pytest.raises(SnapshotError):
+        load_snapshot(new_shard(), tmp_path / "snap", model_id="other-model", dim=DIM)
+    with pytest.raises(SnapshotError):
+        load_snapshot(new_shard(), tmp_path / "missing", model_id="m1", dim=DIM)
+    (tmp_path / "snap" / "vectors.npy").write_bytes(b"garbage")
+    with pytest.raises(SnapshotError):
+        load_snapshot(new_shard(), tmp_path / "snap", model_id="m1", dim=DIM)
+
+
+class HashEmbedder:
+    """A deterministic stand-in embedder for feed tests (the real one is tested elsewhere)."""
+
+    dim = DIM
+    model_id = "hash-16"
+
+    def embed_batch(self, texts):
+        return (
+            np.stack([vec(hash(t) % 10_000) for t in texts])
+            if texts
+            else np.empty((0, DIM), np.float32)
+        )
+
+    def embed_query(self, text):
+        return vec(hash(text) % 10_000)
+
+
+@pytest.mark.integration
+def test_tailer_keeps_the_shard_fresh_and_waits_for_seq(database_url: str) -> None:
+    from indexer.models import UtteranceIn
+
+    store = PgStore.connect(database_url)
+    shard = new_shard()
+    tailer = ChangeFeedTailer(store=store, shard=shard, poll_interval_s=0.02)
+    ingestor = Ingestor(store=store, embedder=HashEmbedder(), on_commit=lambda _s: tailer.poke())
+    try:
+        tailer.start()
+        for i, text in enumerate(TEXTS):
+            seq = ingestor.ingest(
+                "t",
+                [
+                    UtteranceIn(
+                        id=f"x{i}",
+                        conversation_id="c",
+                        speaker="Maya",
+                        role=Role.USER,
+                        text=text,
+                        started_at=T0 + timedelta(minutes=i),
+                        user_id="maya",
+                    )
+                ],
+            ).seq
+            assert tailer.wait_for(seq, 2.0)
+            assert shard.seq >= seq
+        assert len(shard) == 5 and lexical_ids(shard, "Biscuit")
+        seq = store.delete_user("t", "maya")
+        tailer.poke()
+        assert tailer.wait_for(seq, 2.0)
+        assert len(shard) == 0 and lexical_ids(shard, "Biscuit") == []
+        assert not tailer.wait_for(seq + 1000, 0.05)  # a seq that never comes: times out
+    finally:
+        tailer.stop()
+        store.close()

@@ -1,0 +1,89 @@
+"""App fixtures: the real app, on a real PostgreSQL, with the real (ONNX int8) embedder."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+
+from convmem.settings import PostgresSettings, Settings
+from convmem.wiring import build_services
+from indexer.embedders import load_embedder
+from indexer.protocols import Embedder
+from query_service.app import create_app
+
+
+class CountingEmbedder:
+    """Delegates to a real embedder and counts document embeddings (to prove none happen)."""
+
+    def __init__(self, inner: Embedder) -> None:
+        self.inner = inner
+        self.documents = 0
+
+    @property
+    def dim(self) -> int:
+        return self.inner.dim
+
+    @property
+    def model_id(self) -> str:
+        return self.inner.model_id
+
+    def embed_batch(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        self.documents += len(texts)
+        return self.inner.embed_batch(texts)
+
+    def embed_query(self, text: str) -> npt.NDArray[np.float32]:
+        return self.inner.embed_query(text)
+
+
+@pytest.fixture(scope="session")
+def real_embedder(model_cache: Path) -> Embedder:
+    return load_embedder("onnx", model_path=None, cache_dir=model_cache)
+
+
+@pytest.fixture
+def app_client(
+    database_url: str, tmp_path: Path, real_embedder: Embedder
+) -> Callable[..., AbstractContextManager[TestClient]]:
+    """``with app_client(keys={...}) as client:`` — a started app that is ready to serve."""
+
+    @contextmanager
+    def make(
+        *, keys: dict[str, str] | None = None, embedder: Embedder | None = None, **settings: object
+    ) -> Iterator[TestClient]:
+        spec = ",".join(f"{k}:{t}" for k, t in (keys or {}).items())
+        cfg = Settings(
+            data_dir=tmp_path / "data",
+            demo_data=False,
+            postgres=PostgresSettings(url=SecretStr(database_url)),
+            api_keys=SecretStr(spec) if spec else None,
+            **settings,  # type: ignore[arg-type]
+        )
+        emb = embedder or real_embedder
+        app = create_app(
+            services_factory=lambda: build_services(cfg, embedder=emb), api_keys=cfg.key_map()
+        )
+        with TestClient(app) as client:
+            wait_ready(client)
+            yield client
+
+    return make
+
+
+def wait_ready(client: TestClient, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        resp = client.get("/readyz")
+        if resp.status_code == 200:
+            return
+        if "startup failed" in resp.text:
+            raise AssertionError(resp.text)
+        time.sleep(0.05)
+    raise AssertionError("app not ready in time")
