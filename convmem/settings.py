@@ -56,9 +56,12 @@ class RankingParams(BaseModel):
 class IndexSettings(BaseModel):
     tokenizer: str = "en_stem"
     vector_backend: Literal["faiss", "numpy"] = Field(
-        default="numpy", description="faiss (exact, ANN past ann_threshold) or numpy (reference)"
+        default="faiss", description="faiss (exact, ANN past ann_threshold) or numpy (reference)"
     )
-    ann_threshold: int | None = Field(default=None, ge=1)
+    ann_threshold: int | None = Field(
+        default=None, ge=1, description="rows per user past which FAISS HNSW is used"
+    )
+    ann_build_interval_s: float = Field(default=30.0, gt=0)
     poll_interval_ms: float = Field(default=50.0, gt=0)
     snapshot_interval_s: float = Field(default=60.0, gt=0)
 

@@ -9,6 +9,7 @@ Settings ─▶ store (PostgreSQL: configured, or embedded in data_dir/pg)
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterable
 from importlib import resources
 from pathlib import Path
@@ -101,6 +102,7 @@ def build_services(settings: Settings, *, embedder: Embedder | None = None) -> S
             _log.info("loaded %d demo utterances into tenant %r", n, DEMO_TENANT)
         tailer.catch_up()
         tailer.start()
+        closers.append(start_ann_builder(shard.vector, settings.index.ann_build_interval_s))
         r = settings.ranking
         searcher = Searcher(
             shard=shard,
@@ -129,6 +131,24 @@ def build_services(settings: Settings, *, embedder: Embedder | None = None) -> S
         searcher=searcher,
         closers=closers,
     )
+
+
+def start_ann_builder(vector: VectorIndex, interval_s: float) -> Callable[[], None]:
+    """Build ANN graphs off the query and feed paths, every ``interval_s``; returns a stopper."""
+    build = getattr(vector, "maybe_build_ann", None)
+    stop = threading.Event()
+    if build is None:
+        return stop.set
+
+    def loop() -> None:
+        while not stop.wait(interval_s):
+            try:
+                build()
+            except Exception:  # noqa: BLE001 - a failed build leaves exact search in place
+                _log.exception("ANN build failed")
+
+    threading.Thread(target=loop, name="convmem-ann", daemon=True).start()
+    return stop.set
 
 
 def demo_path() -> Path:

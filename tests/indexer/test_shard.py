@@ -10,9 +10,9 @@ import pytest
 
 from indexer.bm25_index import TantivyBM25Index
 from indexer.errors import SnapshotError
+from indexer.faiss_index import FaissVectorIndex
 from indexer.ingest import Ingestor
 from indexer.models import Change, Filters, Role, Source, Utterance
-from indexer.numpy_index import NumpyVectorIndex as FaissVectorIndex  # TEMP
 from indexer.pg_store import PgStore
 from indexer.shard import IndexShard
 from indexer.snapshot import load_snapshot, save_snapshot

@@ -1,0 +1,95 @@
+"""`Partition`: one (tenant, user) block of the vector index — contiguous rows + filter columns.
+
+Rows are appended (a replaced or deleted document leaves a dead row behind); the block doubles
+its capacity as it grows, so an exact scoped search is one contiguous matrix-vector product.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from indexer.models import Filters, IndexDoc, Role
+
+_ROLE_CODE = {Role.USER: 0, Role.AGENT: 1, Role.OTHER: 2}
+
+
+class Codes:
+    """A string dictionary: str -> small int, shared by every partition of an index."""
+
+    def __init__(self) -> None:
+        self._codes: dict[str, int] = {}
+
+    def code(self, value: str) -> int:
+        return self._codes.setdefault(value, len(self._codes))
+
+    def lookup(self, values: tuple[str, ...]) -> npt.NDArray[np.int32]:
+        """Codes of known values (unknown ones cannot match anything)."""
+        return np.array([self._codes[v] for v in values if v in self._codes], dtype=np.int32)
+
+
+class Partition:
+    def __init__(self, dim: int, capacity: int = 256) -> None:
+        self.dim = dim
+        self.n = 0
+        self.live_count = 0
+        self.vecs = np.zeros((capacity, dim), dtype=np.float32)
+        self.uids = np.zeros(capacity, dtype=np.int64)
+        self.live = np.zeros(capacity, dtype=bool)
+        self.conv = np.zeros(capacity, dtype=np.int32)
+        self.speaker = np.zeros(capacity, dtype=np.int32)
+        self.role = np.zeros(capacity, dtype=np.int8)
+        self.started = np.zeros(capacity, dtype=np.float64)
+
+    def append(self, doc: IndexDoc, conv_code: int, speaker_code: int) -> int:
+        if self.n == self.vecs.shape[0]:
+            self._grow()
+        row = self.n
+        self.vecs[row] = doc.embedding
+        self.uids[row] = doc.uid
+        self.live[row] = True
+        self.conv[row] = conv_code
+        self.speaker[row] = speaker_code
+        self.role[row] = _ROLE_CODE[doc.role]
+        self.started[row] = doc.started_at
+        self.n += 1
+        self.live_count += 1
+        return row
+
+    def kill(self, row: int) -> None:
+        if self.live[row]:
+            self.live[row] = False
+            self.live_count -= 1
+
+    def _grow(self) -> None:
+        cap = self.vecs.shape[0] * 2
+        for name in ("vecs", "uids", "live", "conv", "speaker", "role", "started"):
+            old = getattr(self, name)
+            new = np.zeros((cap, *old.shape[1:]), dtype=old.dtype)
+            new[: self.n] = old[: self.n]
+            setattr(self, name, new)
+
+    def mask(self, f: Filters, convs: Codes, speakers: Codes) -> npt.NDArray[np.bool_]:
+        """Rows (of the first ``n``) that are live and pass every filter but tenant/user."""
+        n = self.n
+        m = self.live[:n].copy()
+        if f.conversation_ids:
+            m &= np.isin(self.conv[:n], convs.lookup(f.conversation_ids))
+        if f.speakers:
+            m &= np.isin(self.speaker[:n], speakers.lookup(f.speakers))
+        if f.roles:
+            m &= np.isin(self.role[:n], np.array([_ROLE_CODE[r] for r in f.roles], np.int8))
+        if f.since is not None:
+            m &= self.started[:n] >= f.since
+        if f.until is not None:
+            m &= self.started[:n] <= f.until
+        return m
+
+    def exact(
+        self, q: npt.NDArray[np.float32], mask: npt.NDArray[np.bool_] | None
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        """Every candidate row's uid and score (unsorted)."""
+        scores = self.vecs[: self.n] @ q
+        if mask is None:
+            mask = self.live[: self.n]
+        return self.uids[: self.n][mask], scores[mask]
