@@ -66,7 +66,17 @@ class _StageCosts:
         self._lock = threading.Lock()
 
     def fits(self, stage: str, remaining_s: float) -> bool:
-        return remaining_s >= self._cost.get(stage, 0.0005)
+        """Whether the stage's recent cost fits; a miss shrinks the estimate a little.
+
+        The shrink matters: a stage that was slow once (a GC pause, a busy neighbour) would
+        otherwise never run again, and so never be measured again.
+        """
+        with self._lock:
+            cost = self._cost.get(stage, 0.0005)
+            if remaining_s >= cost:
+                return True
+            self._cost[stage] = cost * 0.8
+            return False
 
     def observe(self, stage: str, seconds: float) -> None:
         with self._lock:

@@ -1,0 +1,283 @@
+"""Latency and ingest benchmark: ``python -m eval.bench --out DIR``.
+
+Measures, on the real components (embedded PostgreSQL, the ONNX embedder, tantivy, FAISS):
+  1. ingest throughput through `Ingestor` (embed + durable upsert), and embedding alone;
+  2. ingest-to-searchable delay through the change-feed tailer (poked, as in-process
+     writes are, and polling only, as another replica sees them);
+  3. search latency of `Searcher.search` — the code path behind ``POST /v1/search`` — per mode,
+     at each corpus size, scoped to one user and tenant-wide, with a 50 ms budget.
+Writes ``DIR/bench.json`` and ``DIR/bench.md``. An entry point: it wires query_service too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from eval.synthetic import SyntheticCorpus, SyntheticUtterance
+from indexer.bm25_index import TantivyBM25Index
+from indexer.embedded_pg import EmbeddedPostgres
+from indexer.embedders import load_embedder
+from indexer.faiss_index import FaissVectorIndex
+from indexer.ingest import Ingestor
+from indexer.models import Filters, IndexDoc, Role, UtteranceIn
+from indexer.pg_store import PgStore
+from indexer.protocols import Embedder
+from indexer.shard import DocRecord, IndexShard
+from indexer.tailer import ChangeFeedTailer
+from query_service.deadline import Deadline
+from query_service.searcher import Searcher, SearchParams
+
+TENANT = "bench"
+
+
+def _pct(xs: Sequence[float]) -> dict[str, float]:
+    a = np.asarray(xs, dtype=np.float64)
+    return {f"p{p}": round(float(np.percentile(a, p)), 3) for p in (50, 95, 99)} | {
+        "mean": round(float(a.mean()), 3),
+        "n": len(xs),
+    }
+
+
+def _utterance(u: SyntheticUtterance) -> UtteranceIn:
+    return UtteranceIn(
+        id=u.id,
+        conversation_id=u.conversation_id,
+        speaker=u.speaker,
+        role=Role(u.role),
+        text=u.text,
+        started_at=u.started_at,
+        user_id=u.user_id,
+    )
+
+
+def bench_ingest(
+    store: PgStore, embedder: Embedder, corpus: SyntheticCorpus, n: int
+) -> dict[str, Any]:
+    utts = [_utterance(u) for u in corpus.utterances(n, users=5)]
+    t0 = time.perf_counter()
+    embedder.embed_batch([u.text for u in utts])
+    embed_s = time.perf_counter() - t0
+    ingestor = Ingestor(store=store, embedder=embedder)
+    t0 = time.perf_counter()
+    for i in tqdm(range(0, n, 100), desc="ingest", file=sys.stderr):
+        ingestor.ingest(TENANT, utts[i : i + 100])
+    total_s = time.perf_counter() - t0
+    return {
+        "utterances": n,
+        "batch": 100,
+        "ingest_utt_per_s": round(n / total_s, 1),
+        "embed_only_utt_per_s": round(n / embed_s, 1),
+    }
+
+
+def bench_freshness(
+    store: PgStore, embedder: Embedder, samples: int, *, poke: bool
+) -> dict[str, Any]:
+    shard = IndexShard(lexical=TantivyBM25Index(), vector=FaissVectorIndex(dim=embedder.dim))
+    tailer = ChangeFeedTailer(store=store, shard=shard, poll_interval_s=0.05)
+    tailer.catch_up()
+    tailer.start()
+    ingestor = Ingestor(
+        store=store, embedder=embedder, on_commit=(lambda _s: tailer.poke()) if poke else None
+    )
+    delays: list[float] = []
+    f = Filters(tenant=TENANT)
+    try:
+        for i in tqdm(range(samples), desc=f"freshness poke={poke}", file=sys.stderr):
+            nonce = f"zqx{i}nonce{int(poke)}"
+            u = UtteranceIn(
+                id=f"fresh-{poke}-{i}",
+                conversation_id="fresh",
+                speaker="u",
+                role=Role.USER,
+                text=f"the word {nonce} appears once",
+                started_at=datetime.now(UTC),
+                user_id="u",
+            )
+            ingestor.ingest(TENANT, [u])
+            t0 = time.perf_counter()
+            while not len(shard.search_lexical(nonce, 1, filters=f, timeout_s=1.0)):
+                time.sleep(0.0005)
+                if time.perf_counter() - t0 > 5:
+                    raise RuntimeError("utterance not searchable within 5 s")
+            delays.append((time.perf_counter() - t0) * 1000)
+    finally:
+        tailer.stop()
+    return _pct(delays)
+
+
+def bench_search(
+    embedder: Embedder, corpus: SyntheticCorpus, sizes: list[int], queries: int, users: int
+) -> list[dict[str, Any]]:
+    utts = corpus.utterances(max(sizes), users=users)
+    texts = [u.text for u in utts]
+    vecs = np.concatenate(
+        [
+            embedder.embed_batch(texts[i : i + 256])
+            for i in tqdm(range(0, len(texts), 256), desc="embed corpus", file=sys.stderr)
+        ]
+    )
+    qs = corpus.queries(queries + 20)
+    rows: list[dict[str, Any]] = []
+    for size in sizes:
+        docs, recs = [], []
+        for uid, (u, v) in enumerate(zip(utts[:size], vecs[:size], strict=True), 1):
+            docs.append(
+                IndexDoc(
+                    uid=uid,
+                    tenant=TENANT,
+                    user_id=u.user_id,
+                    conversation_id=u.conversation_id,
+                    speaker=u.speaker,
+                    role=Role(u.role),
+                    started_at=u.started_at.timestamp(),
+                    text=u.text,
+                    embedding=v,
+                )
+            )
+            recs.append(
+                DocRecord(
+                    uid=uid,
+                    tenant=TENANT,
+                    id=u.id,
+                    conversation_id=u.conversation_id,
+                    user_id=u.user_id,
+                    turn=uid,
+                    speaker=u.speaker,
+                    role=Role(u.role),
+                    text=u.text,
+                    started_at=u.started_at,
+                )
+            )
+        shard = IndexShard(lexical=TantivyBM25Index(), vector=FaissVectorIndex(dim=embedder.dim))
+        t0 = time.perf_counter()
+        shard.load(docs, recs, seq=size)
+        build_s = time.perf_counter() - t0
+        searcher = Searcher(shard=shard, embedder=embedder, params=SearchParams())
+        for scope, f in (
+            ("user", Filters(tenant=TENANT, user_id="user-0")),
+            ("tenant", Filters(tenant=TENANT)),
+        ):
+            for mode in ("lexical", "dense", "hybrid"):
+                lat, degraded = [], 0
+                stage_ms: dict[str, list[float]] = {}
+                for i, q in enumerate(qs):
+                    q = f"{q} {mode} {scope} {size}"  # distinct text: no query-cache hits
+                    t0 = time.perf_counter()
+                    res = searcher.search(
+                        q, k=10, mode=mode, filters=f, deadline=Deadline.after_ms(50)
+                    )
+                    took = (time.perf_counter() - t0) * 1000
+                    if i < 20:
+                        continue  # warm-up
+                    lat.append(took)
+                    degraded += bool(res.degraded)
+                    for stage, ms in res.timings_ms.items():
+                        stage_ms.setdefault(stage, []).append(ms)
+                rows.append(
+                    {
+                        "size": size,
+                        "scope": scope,
+                        "mode": mode,
+                        "scope_docs": size // users if scope == "user" else size,
+                        "latency_ms": _pct(lat),
+                        "degraded_share": round(degraded / len(lat), 4),
+                        "stage_mean_ms": {
+                            s: round(float(np.mean(v)), 3) for s, v in stage_ms.items()
+                        },
+                        "build_s": round(build_s, 2),
+                        "max_rss_mb": round(
+                            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1
+                        ),
+                    }
+                )
+    return rows
+
+
+def render(report: dict[str, Any]) -> str:
+    ing, fr, m = report["ingest"], report["freshness"], report["machine"]
+    poked, polled = fr["poked"], fr["polled"]
+    lines = [
+        "# Benchmark report",
+        "",
+        f"Machine: {m['cpus']} CPUs, {m['platform']}; {report['date']}",
+        "",
+        f"- ingest: **{ing['ingest_utt_per_s']} utterances/s** (batches of {ing['batch']},"
+        f" embed + durable write); embedding alone {ing['embed_only_utt_per_s']} utterances/s",
+        f"- ingest to searchable, in-process (tailer poked): p50 {poked['p50']} ms,"
+        f" p99 {poked['p99']} ms",
+        f"- ingest to searchable, another replica (poll only, 50 ms): p50 {polled['p50']} ms,"
+        f" p99 {polled['p99']} ms",
+        "",
+        "| utterances | scope (docs) | mode | p50 ms | p95 ms | p99 ms | degraded |"
+        " stage means (ms) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in report["search"]:
+        lat = r["latency_ms"]
+        stages = ", ".join(f"{k} {v}" for k, v in r["stage_mean_ms"].items())
+        lines.append(
+            f"| {r['size']:,} | {r['scope']} ({r['scope_docs']:,}) | {r['mode']} | {lat['p50']} |"
+            f" {lat['p95']} | {lat['p99']} | {r['degraded_share']:.1%} | {stages} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m eval.bench", description=__doc__.split("\n")[0])
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    p.add_argument("--queries", type=int, default=300)
+    p.add_argument("--users", type=int, default=10)
+    p.add_argument("--ingest", type=int, default=3000)
+    p.add_argument("--freshness", type=int, default=200)
+    p.add_argument("--model-cache", type=Path, default=Path("data/models"))
+    args = p.parse_args(argv)
+    embedder = load_embedder("onnx", model_path=None, cache_dir=args.model_cache)
+    corpus = SyntheticCorpus(seed=0)
+    with tempfile.TemporaryDirectory(prefix="convmem-bench-") as tmp:
+        pg = EmbeddedPostgres(data_dir=Path(tmp) / "pg", cleanup="delete")
+        store = PgStore.connect(pg.start())
+        try:
+            ingest = bench_ingest(store, embedder, corpus, args.ingest)
+            freshness = {
+                "poked": bench_freshness(store, embedder, args.freshness, poke=True),
+                "polled": bench_freshness(store, embedder, max(5, args.freshness // 4), poke=False),
+            }
+        finally:
+            store.close()
+            pg.stop()
+    search = bench_search(embedder, corpus, sorted(args.sizes), args.queries, args.users)
+    report = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "cpus": len(__import__("os").sched_getaffinity(0)),
+            "platform": platform.platform(),
+        },
+        "args": {k: str(v) for k, v in vars(args).items()},
+        "ingest": ingest,
+        "freshness": freshness,
+        "search": search,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "bench.json").write_text(json.dumps(report, indent=2))
+    (args.out / "bench.md").write_text(render(report))
+    sys.stdout.write(render(report))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
