@@ -31,7 +31,7 @@ from eval.paired import DEFAULT_PERMUTATIONS, DEFAULT_SEED
 from eval.report_md import render_table
 from eval.runner import Retriever, run_all
 from eval.summary import depth, metric_names, score_runs, summarise
-from eval.tables import ALPHA, headline, pct, signed
+from eval.tables import ALPHA, headline, p_value, pct, signed
 from indexer.errors import IndexerError
 from indexer.loaders import LoadError
 
@@ -196,10 +196,9 @@ def _compare(dir_a: Path, dir_b: Path, args: argparse.Namespace) -> int:
     _out("| config | group | metric | n | A | B | Δ | p |")
     _out("|---|---|---|---|---|---|---|---|")
     for c in shifted:
-        mark = " *" if c.p < ALPHA else ""
         _out(
             f"| {c.config} | {c.group} | {c.metric} | {c.n} | {pct(c.a)} | {pct(c.b)}"
-            f" | {signed(c.delta)} | {c.p:.4f}{mark} |"
+            f" | {signed(c.delta)} | {p_value(c.p)} |"
         )
     up = sum(1 for c in shifted if c.p < ALPHA and c.delta > 0)
     down = sum(1 for c in shifted if c.p < ALPHA and c.delta < 0)

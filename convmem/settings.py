@@ -50,7 +50,9 @@ class RankingParams(BaseModel):
     lexical_weight: float = Field(default=0.5, ge=0, le=1)
     candidates: int = Field(default=100, ge=1, le=1000)
     context_turns: int = Field(default=2, ge=0, le=20)
-    dedupe_threshold: float | None = Field(default=0.97, gt=0, le=1)
+    dedupe_threshold: float | None = Field(
+        default=None, gt=0, le=1, description="near-duplicate collapse (off: no LoCoMo gain)"
+    )
 
 
 class IndexSettings(BaseModel):

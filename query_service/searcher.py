@@ -38,7 +38,7 @@ class SearchParams:
     lexical_weight: float = 0.5
     candidates: int = 100
     context_turns: int = 2
-    dedupe_threshold: float | None = 0.97
+    dedupe_threshold: float | None = None
     reserve_s: float = 0.003
 
 

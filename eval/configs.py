@@ -1,0 +1,188 @@
+"""Named search configurations to evaluate: a mode plus overrides of the search parameters.
+
+A config file (JSON, or YAML with PyYAML installed) adds configs or overrides built-in ones:
+
+.. code-block:: yaml
+
+    configs:
+      hybrid-convex:          # a built-in: only the fields given change
+        lexical_weight: 0.3
+      rrf-k20:                # a new config: "mode" is required
+        mode: hybrid
+        fusion: rrf
+        rrf_k: 20
+
+Parameters (all optional; unset means the engine's configured value): ``fusion`` ("rrf" or
+"convex"), ``rrf_k``, ``lexical_weight``, ``candidates``, ``context_turns``,
+``dedupe_threshold`` (null turns near-duplicate collapsing off), and ``budget_ms`` (the
+latency budget of each query, 1000 by default so relevance is measured unhurried).
+"""
+
+from __future__ import annotations
+
+import json
+import numbers
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Literal, cast
+
+from eval.errors import ConfigError
+
+Mode = Literal["hybrid", "lexical", "dense"]
+ParamValue = str | int | float | None
+DEFAULT_BUDGET_MS = 1000.0
+_MODES: dict[str, Mode] = {"hybrid": "hybrid", "lexical": "lexical", "dense": "dense"}
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+@dataclass(frozen=True, slots=True)
+class EvalConfig:
+    name: str
+    mode: Mode
+    params: Mapping[str, ParamValue] = field(default_factory=dict)
+    budget_ms: float = DEFAULT_BUDGET_MS
+
+    def as_dict(self) -> dict[str, ParamValue]:
+        return {"mode": self.mode, **self.params, "budget_ms": self.budget_ms}
+
+
+BUILTIN_CONFIGS: dict[str, EvalConfig] = {
+    c.name: c
+    for c in (
+        EvalConfig("lexical", "lexical"),
+        EvalConfig("dense", "dense"),
+        EvalConfig("hybrid", "hybrid"),  # the engine's configured fusion and parameters
+        EvalConfig("hybrid-rrf", "hybrid", {"fusion": "rrf", "rrf_k": 60}),
+        EvalConfig("hybrid-convex", "hybrid", {"fusion": "convex", "lexical_weight": 0.5}),
+    )
+}
+DEFAULT_CONFIGS = ("lexical", "dense", "hybrid-rrf", "hybrid-convex")
+
+
+def _number(lo: float, hi: float, *, integer: bool = False) -> Callable[[object], ParamValue]:
+    def check(value: object) -> ParamValue:
+        kind = numbers.Integral if integer else numbers.Real
+        if isinstance(value, bool) or not isinstance(value, kind):
+            number = None
+        else:
+            number = int(value) if integer else float(value)  # type: ignore[call-overload]  # checked Real
+        if number is None or not lo <= number <= hi:
+            what = "an integer" if integer else "a number"
+            raise ValueError(f"must be {what} in [{lo:g}, {hi:g}], got {value!r}")
+        return number
+
+    return check
+
+
+def _fusion(value: object) -> ParamValue:
+    if value not in ("rrf", "convex"):
+        raise ValueError(f'must be "rrf" or "convex", got {value!r}')
+    return str(value)
+
+
+def _threshold(value: object) -> ParamValue:
+    return None if value is None else _number(1e-9, 1.0)(value)
+
+
+PARAMS: dict[str, Callable[[object], ParamValue]] = {
+    "fusion": _fusion,
+    "rrf_k": _number(1, 10_000, integer=True),
+    "lexical_weight": _number(0.0, 1.0),
+    "candidates": _number(1, 1000, integer=True),
+    "context_turns": _number(0, 20, integer=True),
+    "dedupe_threshold": _threshold,
+}
+
+
+def config_from_dict(name: str, d: Mapping[str, object], base: EvalConfig | None) -> EvalConfig:
+    """Build config ``name`` from a file's entry, on top of ``base`` (a built-in) if any."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise ConfigError(f"config name {name!r}: use letters, digits, '.', '_' and '-'")
+    if not isinstance(d, Mapping):
+        raise ConfigError(f"config {name!r} must be a mapping of parameters")
+    unknown = sorted(set(d) - {"mode", "budget_ms", *PARAMS})
+    if unknown:
+        known = ", ".join(["mode", "budget_ms", *PARAMS])
+        raise ConfigError(f"config {name!r}: unknown parameter(s) {unknown}; known: {known}")
+    if base is None and "mode" not in d:
+        raise ConfigError(f"config {name!r} is new, so it needs a mode (hybrid|lexical|dense)")
+    config = base or EvalConfig(name, "hybrid")
+    try:
+        mode = d.get("mode", config.mode)
+        if mode not in _MODES:
+            raise ValueError(f"mode must be hybrid, lexical or dense, got {mode!r}")
+        try:
+            budget = _number(1.0, 10_000.0)(d.get("budget_ms", config.budget_ms))
+        except ValueError as exc:
+            raise ValueError(f"budget_ms {exc}") from exc
+        params = dict(config.params)
+        for key, check in PARAMS.items():
+            if key in d:
+                try:
+                    params[key] = check(d[key])
+                except ValueError as exc:
+                    raise ValueError(f"{key} {exc}") from exc
+    except ValueError as exc:
+        raise ConfigError(f"config {name!r}: {exc}") from exc
+    return replace(
+        config, name=name, mode=_MODES[str(mode)], params=params, budget_ms=cast(float, budget)
+    )
+
+
+def read_config_file(path: Path) -> dict[str, EvalConfig]:
+    """The configs of a JSON or YAML file, each merged onto the built-in of its name."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc.strerror or exc}") from exc
+    data = _parse(path, text)
+    if not isinstance(data, dict) or set(data) != {"configs"} or not data["configs"]:
+        raise ConfigError(f'{path}: expected {{"configs": {{NAME: {{PARAMETER: VALUE}}}}}}')
+    entries = data["configs"]
+    if not isinstance(entries, dict):
+        raise ConfigError(f'{path}: "configs" must map names to parameters')
+    try:
+        return {
+            str(n): config_from_dict(str(n), d, BUILTIN_CONFIGS.get(str(n)))
+            for n, d in entries.items()
+        }
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+
+
+def _parse(path: Path, text: str) -> object:
+    if path.suffix.lower() in (".yaml", ".yml"):
+        try:
+            import yaml
+        except ImportError as exc:
+            raise ConfigError(f"{path}: YAML needs PyYAML (pip install 'convmem[eval]')") from exc
+        try:
+            return yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(f"{path}: not valid JSON: {exc}") from exc
+
+
+def select_configs(
+    names: Sequence[str] | None,
+    from_file: Mapping[str, EvalConfig],
+    defaults: Sequence[str] = DEFAULT_CONFIGS,
+) -> list[EvalConfig]:
+    """The configs to run, in order (the first is the baseline of significance tests).
+
+    ``names`` picks configs by name; without it, ``defaults`` then the file's new configs.
+    """
+    available = {**BUILTIN_CONFIGS, **from_file}
+    if names is None:
+        names = [*defaults, *(n for n in from_file if n not in defaults)]
+    unknown = [n for n in names if n not in available]
+    if unknown:
+        raise ConfigError(f"unknown config(s) {unknown}; known: {', '.join(available)}")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"a config is named twice in {list(names)}")
+    return [available[n] for n in names]
