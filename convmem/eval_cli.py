@@ -68,6 +68,11 @@ def add_eval_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     e.add_argument("--api-key", dest="api_key", help="bearer key for --url")
     e.add_argument("--k", type=int, default=10, help="the headline cutoff (default 10)")
     e.add_argument("--limit-queries", type=int, help="evaluate only the first N queries")
+    e.add_argument(
+        "--users",
+        help="score only the queries of these users, comma-separated (LoCoMo: sample ids,"
+        " e.g. the report split conv-44,conv-47,conv-48,conv-49,conv-50); all are loaded",
+    )
     e.add_argument("--model-cache", type=Path, help="where the ONNX export is cached")
     e.add_argument(
         "--database-url", help="use this PostgreSQL (a fresh tenant) not an embedded one"
@@ -112,7 +117,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         from convmem.eval_retrievers import check_http_configs
 
         check_http_configs(configs)
-    dataset = read_dataset(args.dataset, args.format).limited(args.limit_queries)
+    users = [u.strip() for u in args.users.split(",") if u.strip()] if args.users else None
+    dataset = read_dataset(args.dataset, args.format).for_users(users).limited(args.limit_queries)
     metrics = metric_names(args.k)
     fetch = depth(metrics)
     if fetch > MAX_K:

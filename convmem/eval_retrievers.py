@@ -25,7 +25,7 @@ import numpy.typing as npt
 from pydantic import SecretStr
 
 from convmem.settings import Settings
-from convmem.wiring import build_services, load_utterances
+from convmem.wiring import build_services, load_utterances, search_params
 from eval.configs import EvalConfig
 from eval.errors import ConfigError, EvalError
 from eval.runner import RetrievedList
@@ -183,19 +183,10 @@ def local_retriever(
             services.tailer.catch_up()
             if not services.tailer.wait_for(services.store.max_seq(), 60.0):
                 raise EvalError("the index did not catch up with the store within 60 s")
-            r = settings.ranking
             yield InProcessRetriever(
                 shard=services.shard,
                 embedder=services.embedder,
-                params=SearchParams(
-                    fusion=r.fusion,
-                    rrf_k=r.rrf_k,
-                    lexical_weight=r.lexical_weight,
-                    candidates=r.candidates,
-                    context_turns=r.context_turns,
-                    dedupe_threshold=r.dedupe_threshold,
-                    reserve_s=settings.budgets.reserve_ms / 1000,
-                ),
+                params=search_params(settings),
                 tenant=tenant,
             )
         finally:

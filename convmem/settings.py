@@ -12,6 +12,8 @@ from typing import Literal
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from query_service.searcher import SearchParams
+
 
 class PostgresSettings(BaseModel):
     url: SecretStr | None = Field(
@@ -44,15 +46,32 @@ class LatencyBudgets(BaseModel):
     )
 
 
+_D = SearchParams()  # the searcher's defaults are the settings' defaults: one source
+
+
 class RankingParams(BaseModel):
-    fusion: Literal["rrf", "convex"] = "rrf"
-    rrf_k: int = Field(default=60, ge=1)
-    lexical_weight: float = Field(default=0.5, ge=0, le=1)
-    candidates: int = Field(default=100, ge=1, le=1000)
-    context_turns: int = Field(default=2, ge=0, le=20)
+    """The searcher's ranking stages (``query_service.searcher.SearchParams``)."""
+
+    fusion: Literal["rrf", "convex"] = _D.fusion
+    rrf_k: int = Field(default=_D.rrf_k, ge=1)
+    lexical_weight: float = Field(default=_D.lexical_weight, ge=0, le=1)
+    candidates: int = Field(default=_D.candidates, ge=1, le=1000)
+    context_turns: int = Field(default=_D.context_turns, ge=0, le=20)
     dedupe_threshold: float | None = Field(
-        default=None, gt=0, le=1, description="near-duplicate collapse (off: no LoCoMo gain)"
+        default=_D.dedupe_threshold, gt=0, le=1, description="near-duplicate collapse"
     )
+    lexical_stopwords: bool = Field(
+        default=_D.lexical_stopwords, description="leave English function words out of BM25"
+    )
+    speaker_weight: float = Field(
+        default=_D.speaker_weight, ge=0, le=10, description="BM25: names match the speaker"
+    )
+    neighbour_weight: float = Field(
+        default=_D.neighbour_weight, ge=0, le=1, description="share passed to nearby turns"
+    )
+    neighbour_window: int = Field(default=_D.neighbour_window, ge=1, le=10)
+    neighbour_top: int = Field(default=_D.neighbour_top, ge=1, le=1000)
+    mmr_lambda: float | None = Field(default=_D.mmr_lambda, ge=0, le=1)
 
 
 class IndexSettings(BaseModel):
@@ -66,6 +85,10 @@ class IndexSettings(BaseModel):
     ann_build_interval_s: float = Field(default=30.0, gt=0)
     poll_interval_ms: float = Field(default=50.0, gt=0)
     snapshot_interval_s: float = Field(default=60.0, gt=0)
+    embed_view: Literal["speaker_text", "text"] = Field(
+        default="speaker_text",
+        description="what is embedded: 'speaker: text' or the text alone (re-ingest to change)",
+    )
 
 
 class Settings(BaseSettings):

@@ -19,7 +19,7 @@ from indexer.bm25_index import TantivyBM25Index
 from indexer.embedded_pg import EmbeddedPostgres
 from indexer.embedders import load_embedder
 from indexer.errors import SnapshotError
-from indexer.ingest import MAX_BATCH, Ingestor
+from indexer.ingest import MAX_BATCH, Ingestor, vector_id
 from indexer.loaders import read_jsonl
 from indexer.models import UtteranceIn
 from indexer.numpy_index import NumpyVectorIndex
@@ -57,16 +57,38 @@ def build_embedder(settings: Settings) -> Embedder:
     )
 
 
+def search_params(settings: Settings) -> SearchParams:
+    """The ranking settings as the searcher's parameters."""
+    r = settings.ranking
+    return SearchParams(
+        fusion=r.fusion,
+        rrf_k=r.rrf_k,
+        lexical_weight=r.lexical_weight,
+        candidates=r.candidates,
+        context_turns=r.context_turns,
+        dedupe_threshold=r.dedupe_threshold,
+        reserve_s=settings.budgets.reserve_ms / 1000,
+        lexical_stopwords=r.lexical_stopwords,
+        speaker_weight=r.speaker_weight,
+        neighbour_weight=r.neighbour_weight,
+        neighbour_window=r.neighbour_window,
+        neighbour_top=r.neighbour_top,
+        mmr_lambda=r.mmr_lambda,
+    )
+
+
 def build_shard(settings: Settings, dim: int) -> IndexShard:
     ix = settings.index
     vector: VectorIndex
     if ix.vector_backend == "numpy":
         vector = NumpyVectorIndex(dim=dim)
     else:
-        from indexer.faiss_index import FaissVectorIndex
+        from indexer.faiss_index import DEFAULT_ANN_THRESHOLD, FaissVectorIndex
 
-        extra = {} if ix.ann_threshold is None else {"ann_threshold": ix.ann_threshold}
-        vector = FaissVectorIndex(dim=dim, **extra)
+        vector = FaissVectorIndex(
+            dim=dim,
+            ann_threshold=(DEFAULT_ANN_THRESHOLD if ix.ann_threshold is None else ix.ann_threshold),
+        )
     return IndexShard(lexical=TantivyBM25Index(tokenizer=ix.tokenizer), vector=vector)
 
 
@@ -80,14 +102,16 @@ def build_services(settings: Settings, *, embedder: Embedder | None = None) -> S
         embedder = embedder or build_embedder(settings)
         shard = build_shard(settings, embedder.dim)
         snap_dir = settings.data_dir / "index"
+        view = settings.index.embed_view
+        vectors = vector_id(embedder.model_id, view)
         try:
-            info = load_snapshot(shard, snap_dir, model_id=embedder.model_id, dim=embedder.dim)
+            info = load_snapshot(shard, snap_dir, model_id=vectors, dim=embedder.dim)
             _log.info("loaded snapshot: %d docs at seq %d", info.count, info.seq)
         except SnapshotError as exc:
             _log.info("no usable snapshot (%s): building from the store", exc)
 
         def snapshot() -> None:
-            save_snapshot(shard, snap_dir, model_id=embedder.model_id, dim=embedder.dim)
+            save_snapshot(shard, snap_dir, model_id=vectors, dim=embedder.dim)
 
         tailer = ChangeFeedTailer(
             store=store,
@@ -96,28 +120,22 @@ def build_services(settings: Settings, *, embedder: Embedder | None = None) -> S
             snapshot=snapshot,
             snapshot_interval_s=settings.index.snapshot_interval_s,
         )
-        ingestor = Ingestor(store=store, embedder=embedder, on_commit=lambda _seq: tailer.poke())
+        ingestor = Ingestor(
+            store=store, embedder=embedder, on_commit=lambda _seq: tailer.poke(), view=view
+        )
         if settings.demo_data and store.max_seq() == 0:
             n = load_utterances(ingestor, DEMO_TENANT, read_jsonl(demo_path()))
             _log.info("loaded %d demo utterances into tenant %r", n, DEMO_TENANT)
         tailer.catch_up()
         tailer.start()
         closers.append(start_ann_builder(shard.vector, settings.index.ann_build_interval_s))
-        r = settings.ranking
         searcher = Searcher(
             shard=shard,
             embedder=embedder,
-            params=SearchParams(
-                fusion=r.fusion,
-                rrf_k=r.rrf_k,
-                lexical_weight=r.lexical_weight,
-                candidates=r.candidates,
-                context_turns=r.context_turns,
-                dedupe_threshold=r.dedupe_threshold,
-                reserve_s=settings.budgets.reserve_ms / 1000,
-            ),
+            params=search_params(settings),
             wait_for_seq=tailer.wait_for,
         )
+        closers.append(searcher.close)
     except BaseException:
         for close in reversed(closers):
             close()

@@ -14,7 +14,9 @@ A config file (JSON, or YAML with PyYAML installed) adds configs or overrides bu
 
 Parameters (all optional; unset means the engine's configured value): ``fusion`` ("rrf" or
 "convex"), ``rrf_k``, ``lexical_weight``, ``candidates``, ``context_turns``,
-``dedupe_threshold`` (null turns near-duplicate collapsing off), and ``budget_ms`` (the
+``dedupe_threshold`` (null turns near-duplicate collapsing off), the ranking stages
+``lexical_stopwords`` (true/false), ``speaker_weight`` (0 off), ``neighbour_weight`` (0 off),
+``neighbour_window``, ``neighbour_top`` and ``mmr_lambda`` (null off), and ``budget_ms`` (the
 latency budget of each query, 1000 by default so relevance is measured unhurried).
 """
 
@@ -31,7 +33,7 @@ from typing import Literal, cast
 from eval.errors import ConfigError
 
 Mode = Literal["hybrid", "lexical", "dense"]
-ParamValue = str | int | float | None
+ParamValue = str | int | float | bool | None
 DEFAULT_BUDGET_MS = 1000.0
 _MODES: dict[str, Mode] = {"hybrid": "hybrid", "lexical": "lexical", "dense": "dense"}
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -48,17 +50,51 @@ class EvalConfig:
         return {"mode": self.mode, **self.params, "budget_ms": self.budget_ms}
 
 
+#: Every ranking stage off: the retrieval as it stood before the relevance work (issue 5).
+PLAIN: dict[str, ParamValue] = {
+    "lexical_stopwords": False,
+    "speaker_weight": 0.0,
+    "neighbour_weight": 0.0,
+}
+
 BUILTIN_CONFIGS: dict[str, EvalConfig] = {
     c.name: c
     for c in (
+        # the engine's configured ranking (its defaults are the tuned, served configuration)
         EvalConfig("lexical", "lexical"),
         EvalConfig("dense", "dense"),
-        EvalConfig("hybrid", "hybrid"),  # the engine's configured fusion and parameters
-        EvalConfig("hybrid-rrf", "hybrid", {"fusion": "rrf", "rrf_k": 60}),
-        EvalConfig("hybrid-convex", "hybrid", {"fusion": "convex", "lexical_weight": 0.5}),
+        EvalConfig("hybrid", "hybrid"),
+        # baselines: every stage off
+        EvalConfig("hybrid-rrf", "hybrid", {"fusion": "rrf", "rrf_k": 60, **PLAIN}),
+        EvalConfig("hybrid-convex", "hybrid", {"fusion": "convex", "lexical_weight": 0.5, **PLAIN}),
+        EvalConfig("lexical-plain", "lexical", dict(PLAIN)),
+        # ablations: the served configuration with one stage off or changed
+        EvalConfig("hybrid-no-stopwords", "hybrid", {"lexical_stopwords": False}),
+        EvalConfig("hybrid-no-speaker", "hybrid", {"speaker_weight": 0.0}),
+        EvalConfig("hybrid-no-neighbours", "hybrid", {"neighbour_weight": 0.0}),
+        EvalConfig("hybrid-equal-weights", "hybrid", {"lexical_weight": 0.5}),
+        EvalConfig("hybrid-rrf-fusion", "hybrid", {"fusion": "rrf"}),
+        EvalConfig("hybrid-mmr", "hybrid", {"mmr_lambda": 0.85}),
     )
 }
-DEFAULT_CONFIGS = ("lexical", "dense", "hybrid-rrf", "hybrid-convex")
+#: The first is the baseline that significance tests compare against.
+DEFAULT_CONFIGS = ("hybrid-rrf", "hybrid", "lexical", "dense")
+#: ``--config ablation``: every stage on and off, against the same baseline.
+ABLATION_CONFIGS = (
+    "hybrid-rrf",
+    "hybrid",
+    "hybrid-no-stopwords",
+    "hybrid-no-speaker",
+    "hybrid-no-neighbours",
+    "hybrid-equal-weights",
+    "hybrid-rrf-fusion",
+    "hybrid-mmr",
+    "hybrid-convex",
+    "lexical-plain",
+    "lexical",
+    "dense",
+)
+GROUPS = {"ablation": ABLATION_CONFIGS, "default": DEFAULT_CONFIGS}
 
 
 def _number(lo: float, hi: float, *, integer: bool = False) -> Callable[[object], ParamValue]:
@@ -82,8 +118,21 @@ def _fusion(value: object) -> ParamValue:
     return str(value)
 
 
+def _flag(value: object) -> ParamValue:
+    if not isinstance(value, bool):
+        raise ValueError(f"must be true or false, got {value!r}")
+    return value
+
+
 def _threshold(value: object) -> ParamValue:
     return None if value is None else _number(1e-9, 1.0)(value)
+
+
+def _optional_number(lo: float, hi: float) -> Callable[[object], ParamValue]:
+    def check(value: object) -> ParamValue:
+        return None if value is None else _number(lo, hi)(value)
+
+    return check
 
 
 PARAMS: dict[str, Callable[[object], ParamValue]] = {
@@ -93,6 +142,12 @@ PARAMS: dict[str, Callable[[object], ParamValue]] = {
     "candidates": _number(1, 1000, integer=True),
     "context_turns": _number(0, 20, integer=True),
     "dedupe_threshold": _threshold,
+    "lexical_stopwords": _flag,
+    "speaker_weight": _number(0.0, 10.0),
+    "neighbour_weight": _number(0.0, 1.0),
+    "neighbour_window": _number(1, 10, integer=True),
+    "neighbour_top": _number(1, 1000, integer=True),
+    "mmr_lambda": _optional_number(0.0, 1.0),
 }
 
 
@@ -175,9 +230,12 @@ def select_configs(
 ) -> list[EvalConfig]:
     """The configs to run, in order (the first is the baseline of significance tests).
 
-    ``names`` picks configs by name; without it, ``defaults`` then the file's new configs.
+    ``names`` picks configs by name (``ablation`` and ``default`` name groups); without it,
+    ``defaults`` then the file's new configs.
     """
     available = {**BUILTIN_CONFIGS, **from_file}
+    if names is not None:
+        names = [m for n in names for m in GROUPS.get(n, (n,))]
     if names is None:
         names = [*defaults, *(n for n in from_file if n not in defaults)]
     unknown = [n for n in names if n not in available]

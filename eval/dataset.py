@@ -54,6 +54,27 @@ class Dataset:
         """query id -> (utterance id -> grade), in query order (the input of ``evaluate``)."""
         return {q.id: dict(q.qrels) for q in self.queries}
 
+    def for_users(self, users: Sequence[str] | None) -> Dataset:
+        """The same utterances, with only the queries scoped to one of ``users`` (all: None).
+
+        Every utterance stays loaded, so corpus statistics (BM25's idf) match the full run.
+        """
+        if not users:
+            return self
+        wanted = set(users)
+        known = {q.user_id for q in self.queries}
+        missing = sorted(wanted - known)
+        if missing:
+            raise DatasetError(f"no queries for user(s) {', '.join(missing)}")
+        return Dataset(
+            name=self.name,
+            utterances=self.utterances,
+            queries=tuple(q for q in self.queries if q.user_id in wanted),
+            notes=(*self.notes, f"queries of users {', '.join(sorted(wanted))} only"),
+            counts=self.counts,
+            category_order=self.category_order,
+        )
+
     def limited(self, n: int | None) -> Dataset:
         """The same dataset with only the first ``n`` queries (all when None)."""
         if n is None:

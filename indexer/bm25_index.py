@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 import tantivy
 
+from indexer import stopwords
 from indexer.models import Filters, IndexDoc
 from ranking.hits import Hits
 
@@ -44,6 +45,7 @@ _CONVERSATION_ID = "conversation_id"
 _SPEAKER = "speaker"
 _ROLE = "role"
 _STARTED_AT = "started_at"
+_SPEAKER_TEXT = "speaker_text"  # the speaker's name, analysed like the text (for name queries)
 _KEYWORD_FIELDS = (_TENANT, _USER_ID, _CONVERSATION_ID, _SPEAKER, _ROLE)
 
 # The text field's analyzer is registered under a private name, and the very same pipeline
@@ -74,6 +76,7 @@ def _build_schema() -> tantivy.Schema:
     builder = tantivy.SchemaBuilder()
     builder.add_integer_field(_UID, stored=True, indexed=True, fast=True)
     builder.add_text_field(_TEXT, tokenizer_name=_TEXT_TOKENIZER, index_option="position")
+    builder.add_text_field(_SPEAKER_TEXT, tokenizer_name=_TEXT_TOKENIZER, index_option="freq")
     for name in _KEYWORD_FIELDS:
         builder.add_text_field(name, tokenizer_name="raw", index_option="basic")
     # float64: exact for sub-second timestamps, so inclusive bounds behave as in `Filters`.
@@ -98,6 +101,7 @@ def _to_document(doc: IndexDoc) -> tantivy.Document:
         out.add_text(_USER_ID, doc.user_id)
     out.add_text(_CONVERSATION_ID, doc.conversation_id)
     out.add_text(_SPEAKER, doc.speaker)
+    out.add_text(_SPEAKER_TEXT, doc.speaker)
     out.add_text(_ROLE, str(doc.role))
     out.add_float(_STARTED_AT, doc.started_at)
     return out
@@ -132,6 +136,9 @@ class TantivyBM25Index:
                 f"got {writer_heap_bytes} for {writer_threads} thread(s)"
             )
         self._analyzer = _build_analyzer(tokenizer)
+        self._stop_terms = frozenset(
+            term for word in stopwords.ENGLISH for term in self._analyzer.analyze(word)
+        )
         self._schema = _build_schema()
         self._index = tantivy.Index(self._schema)
         self._index.register_tokenizer(_TEXT_TOKENIZER, _build_analyzer(tokenizer))
@@ -189,17 +196,37 @@ class TantivyBM25Index:
         """The terms that ``text`` contributes to the index or to a query, in order."""
         return list(self._analyzer.analyze(text))
 
-    def search(self, query: str, k: int, *, filters: Filters, timeout_s: float) -> Hits:
-        """The ``k`` best documents for ``query`` within ``filters``, best first."""
+    def search(
+        self,
+        query: str,
+        k: int,
+        *,
+        filters: Filters,
+        timeout_s: float,
+        drop_stopwords: bool = False,
+        speaker_weight: float = 0.0,
+    ) -> Hits:
+        """The ``k`` best documents for ``query`` within ``filters``, best first.
+
+        ``drop_stopwords`` leaves English function words (``indexer.stopwords``) out of the
+        query, unless that would leave nothing. With ``speaker_weight`` > 0, a query term that
+        names a speaker within ``filters`` matches the speaker's name (scaled by that weight)
+        instead of the text: "what does Melanie do to relax" then favours what Melanie said,
+        not the turns where someone else says "Thanks, Melanie!".
+        """
         if k < 0:
             raise ValueError(f"k must be non-negative, got {k}")
+        if speaker_weight < 0:
+            raise ValueError(f"speaker_weight must be non-negative, got {speaker_weight}")
         if k == 0 or timeout_s <= 0:
-            return Hits.empty()
-        text_query = self._text_query(query)
-        if text_query is None:
             return Hits.empty()
         snapshot = self._snapshot  # one searcher for the whole request
         filter_query = self._filter(filters, sole_tenant=snapshot.sole_tenant)
+        text_query = self._text_query(
+            query, snapshot.searcher, filter_query, drop_stopwords, speaker_weight
+        )
+        if text_query is None:
+            return Hits.empty()
         if filter_query is not None:  # a scoring-free clause: it adds 0.0 to every score
             text_query = tantivy.Query.boolean_query(
                 [
@@ -222,17 +249,60 @@ class TantivyBM25Index:
         order = np.lexsort((ids, -scores))[:k]
         return Hits(ids[order], scores[order])
 
-    def _text_query(self, query: str) -> tantivy.Query | None:
+    def _text_query(
+        self,
+        query: str,
+        searcher: tantivy.Searcher,
+        filter_query: tantivy.Query | None,
+        drop_stopwords: bool,
+        speaker_weight: float,
+    ) -> tantivy.Query | None:
         counts = Counter(self._analyzer.analyze(query))
+        if drop_stopwords:
+            content = Counter({t: c for t, c in counts.items() if t not in self._stop_terms})
+            counts = content or counts
         if not counts:
             return None
+        terms = list(counts.items())[:MAX_QUERY_TERMS]
+        names = (
+            self._speaker_terms([t for t, _ in terms], searcher, filter_query)
+            if speaker_weight > 0
+            else set()
+        )
         clauses = []
-        for term, count in list(counts.items())[:MAX_QUERY_TERMS]:
-            clause = tantivy.Query.term_query(self._schema, _TEXT, term, index_option="freq")
-            if count > 1:
-                clause = tantivy.Query.boost_query(clause, float(count))
+        for term, count in terms:
+            if term in names:  # it names a speaker: match who spoke, not what was said
+                field_name, boost = _SPEAKER_TEXT, count * speaker_weight
+            else:
+                field_name, boost = _TEXT, float(count)
+            clause = tantivy.Query.term_query(self._schema, field_name, term, index_option="freq")
+            if boost != 1.0:
+                clause = tantivy.Query.boost_query(clause, boost)
             clauses.append((tantivy.Occur.Should, clause))
         return tantivy.Query.boolean_query(clauses)
+
+    def _speaker_terms(
+        self, terms: list[str], searcher: tantivy.Searcher, filter_query: tantivy.Query | None
+    ) -> set[str]:
+        """The terms that name a speaker of some utterance within the search's scope.
+
+        Scoped (not index-wide), so another tenant's speakers never change how this tenant's
+        query is read.
+        """
+        names = set()
+        for term in terms:
+            if searcher.doc_freq(_SPEAKER_TEXT, term) == 0:
+                continue  # no speaker anywhere has this name: skip the scoped check
+            probe = tantivy.Query.term_query(
+                self._schema, _SPEAKER_TEXT, term, index_option="basic"
+            )
+            if filter_query is not None:
+                probe = tantivy.Query.boolean_query(
+                    [(tantivy.Occur.Must, probe), (tantivy.Occur.Must, filter_query)]
+                )
+            if searcher.search(probe, 1, count=False).hits:
+                names.add(term)
+        return names
 
     def _filter(self, filters: Filters, *, sole_tenant: str | None) -> tantivy.Query | None:
         """`filters` as one query, or None if it accepts every document of the snapshot.

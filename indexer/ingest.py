@@ -1,15 +1,37 @@
-"""`Ingestor`: validate, embed (batched), and durably store utterances; report the ``seq``."""
+"""`Ingestor`: validate, embed (batched), and durably store utterances; report the ``seq``.
+
+What is embedded is the utterance's *embedding view*: ``"speaker_text"`` (the default)
+embeds ``"{speaker}: {text}"``, so a question that names a person ("what does Melanie do to
+relax?") lands near what that person said; measured on LoCoMo, dense Recall@10 33.1 -> 41.7
+(docs/EVAL.md). ``"text"`` embeds the words alone. The view is part of the stored vectors:
+changing it on a store that already holds data needs the data ingested again.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from indexer.models import UtteranceIn
 from indexer.protocols import Embedder, Store
 
 MAX_BATCH = 1000
 MAX_TEXT_CHARS = 10_000
+
+EmbedView = Literal["speaker_text", "text"]
+
+
+def vector_id(model_id: str, view: EmbedView) -> str:
+    """Names what stored vectors are (model and view), e.g. for index snapshots."""
+    return f"{model_id}/{view}"
+
+
+def embedding_input(utterance: UtteranceIn, view: EmbedView) -> str:
+    """The string the embedder sees for ``utterance`` under ``view``."""
+    if view == "speaker_text":
+        return f"{utterance.speaker}: {utterance.text}"
+    return utterance.text
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,15 +47,25 @@ class Ingestor:
         store: Store,
         embedder: Embedder,
         on_commit: Callable[[int], None] | None = None,
+        view: EmbedView = "speaker_text",
     ) -> None:
+        if view not in ("speaker_text", "text"):
+            raise ValueError(f"unknown embedding view {view!r} (expected speaker_text or text)")
         self._store = store
         self._embedder = embedder
         self._on_commit = on_commit
+        self._view: EmbedView = view
+
+    @property
+    def vector_id(self) -> str:
+        return vector_id(self._embedder.model_id, self._view)
 
     def ingest(self, tenant: str, utterances: Sequence[UtteranceIn]) -> IngestResult:
         """Embed and upsert one batch; returns once it is durable in the store."""
         validate_batch(utterances)
-        embeddings = self._embedder.embed_batch([u.text for u in utterances])
+        embeddings = self._embedder.embed_batch(
+            [embedding_input(u, self._view) for u in utterances]
+        )
         seq = self._store.upsert_utterances(tenant, utterances, embeddings)
         if self._on_commit is not None:
             self._on_commit(seq)

@@ -123,19 +123,39 @@ class Filters:
 
     def matches(self, doc: IndexDoc) -> bool:
         """Reference predicate; indexes must return exactly the docs this accepts."""
-        if doc.tenant != self.tenant:
+        return self.admits(
+            tenant=doc.tenant,
+            user_id=doc.user_id,
+            conversation_id=doc.conversation_id,
+            speaker=doc.speaker,
+            role=doc.role,
+            started_at=doc.started_at,
+        )
+
+    def admits(
+        self,
+        *,
+        tenant: str,
+        user_id: str | None,
+        conversation_id: str,
+        speaker: str,
+        role: Role,
+        started_at: float,
+    ) -> bool:
+        """Whether an utterance with these fields is in scope (``started_at`` unix seconds)."""
+        if tenant != self.tenant:
             return False
-        if self.user_id is not None and doc.user_id != self.user_id:
+        if self.user_id is not None and user_id != self.user_id:
             return False
-        if self.conversation_ids and doc.conversation_id not in self.conversation_ids:
+        if self.conversation_ids and conversation_id not in self.conversation_ids:
             return False
-        if self.speakers and doc.speaker not in self.speakers:
+        if self.speakers and speaker not in self.speakers:
             return False
-        if self.roles and doc.role not in self.roles:
+        if self.roles and role not in self.roles:
             return False
-        if self.since is not None and doc.started_at < self.since:
+        if self.since is not None and started_at < self.since:
             return False
-        return not (self.until is not None and doc.started_at > self.until)
+        return not (self.until is not None and started_at > self.until)
 
 
 def as_tuple(value: str | Sequence[str] | None) -> tuple[str, ...]:

@@ -147,6 +147,9 @@ class OnnxEmbedder:
         options.intra_op_num_threads = threads or 0
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
+        # No busy-waiting between runs: on a 2-core machine the spinning pool threads took the
+        # cores from the dense scan and BM25 that follow a query embedding (docs/BENCHMARKS.md).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self._session = ort.InferenceSession(
                 str(self.onnx_path), options, providers=["CPUExecutionProvider"]

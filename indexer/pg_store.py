@@ -95,8 +95,14 @@ class PgStore:
             self._ensure_conversations(conn, tenant, utterances)
             turns = self._assign_turns(conn, tenant, utterances)
             with conn.cursor() as cur:
-                for utt, emb, turn in zip(utterances, embeddings, turns, strict=True):
-                    cur.execute(_UPSERT_SQL, _upsert_params(tenant, utt, emb, turn))
+                # executemany pipelines the statements: one round trip, not one per row
+                cur.executemany(
+                    _UPSERT_SQL,
+                    [
+                        _upsert_params(tenant, utt, emb, turn)
+                        for utt, emb, turn in zip(utterances, embeddings, turns, strict=True)
+                    ],
+                )
             return self._max_seq(conn)
 
     def _ensure_conversations(
@@ -345,7 +351,6 @@ _UPSERT_SQL = (
     " utterances.started_at, utterances.ended_at, utterances.deleted)"
     " IS DISTINCT FROM (EXCLUDED.conversation_id, EXCLUDED.speaker, EXCLUDED.role,"
     " EXCLUDED.text, EXCLUDED.started_at, EXCLUDED.ended_at, false)"
-    " RETURNING seq"
 )
 
 

@@ -60,7 +60,20 @@ class LexicalIndex(Protocol):
         """Make every upsert and delete so far visible to searches."""
         ...
 
-    def search(self, query: str, k: int, *, filters: Filters, timeout_s: float) -> Hits: ...
+    def search(
+        self,
+        query: str,
+        k: int,
+        *,
+        filters: Filters,
+        timeout_s: float,
+        drop_stopwords: bool = False,
+        speaker_weight: float = 0.0,
+    ) -> Hits:
+        """Best first. ``drop_stopwords``: leave function words out of the query (unless
+        nothing would remain); ``speaker_weight`` > 0: query terms also match the speaker's
+        name, scaled by that weight."""
+        ...
 
     def __len__(self) -> int:
         """Number of live (searchable) documents."""

@@ -117,8 +117,24 @@ class IndexShard:
 
     # -- reads --------------------------------------------------------------------------
 
-    def search_lexical(self, query: str, k: int, *, filters: Filters, timeout_s: float) -> Hits:
-        return self.lexical.search(query, k, filters=filters, timeout_s=timeout_s)
+    def search_lexical(
+        self,
+        query: str,
+        k: int,
+        *,
+        filters: Filters,
+        timeout_s: float,
+        drop_stopwords: bool = False,
+        speaker_weight: float = 0.0,
+    ) -> Hits:
+        return self.lexical.search(
+            query,
+            k,
+            filters=filters,
+            timeout_s=timeout_s,
+            drop_stopwords=drop_stopwords,
+            speaker_weight=speaker_weight,
+        )
 
     def search_dense(
         self, vector: npt.NDArray[np.float32], k: int, *, filters: Filters, timeout_s: float

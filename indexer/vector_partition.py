@@ -86,10 +86,24 @@ class Partition:
         return m
 
     def exact(
-        self, q: npt.NDArray[np.float32], mask: npt.NDArray[np.bool_] | None
+        self,
+        q: npt.NDArray[np.float32],
+        mask: npt.NDArray[np.bool_] | None,
+        k: int,
+        start: int = 0,
+        stop: int | None = None,
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
-        """Every candidate row's uid and score (unsorted)."""
-        scores = self.vecs[: self.n] @ q
-        if mask is None:
-            mask = self.live[: self.n]
-        return self.uids[: self.n][mask], scores[mask]
+        """The best ``k`` candidate rows in ``[start, stop)``: uids and scores, unsorted.
+
+        Every row tied with the k-th score is kept, so a later merge can break ties by uid
+        exactly as if all rows had been scored together.
+        """
+        stop = self.n if stop is None else min(stop, self.n)
+        scores = self.vecs[start:stop] @ q
+        keep = (self.live if mask is None else mask)[start:stop]
+        uids, scores = self.uids[start:stop][keep], scores[keep]
+        if scores.size > k:
+            kth = scores[np.argpartition(-scores, k - 1)[k - 1]]
+            top = scores >= kth
+            uids, scores = uids[top], scores[top]
+        return uids, scores

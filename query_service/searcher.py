@@ -1,11 +1,18 @@
 """`Searcher`: the query pipeline under one latency budget.
 
-    read-your-writes wait ─▶ lexical ─▶ embed query ─▶ dense ─▶ fuse ─▶ rerank ─▶ context
+    read-your-writes wait ─▶ lexical ─▶ embed query ─▶ dense ─▶ fuse ─▶ neighbours
+                          ─▶ rerank ─▶ context
 
 Each stage is timed. Before a stage runs, the searcher compares what is left of the deadline
 (less a reserve for serialisation) with that stage's recent cost (an exponentially weighted
-moving average); a stage that would not fit is skipped and named in ``degraded``. The answer
-is whatever the stages that ran produced: a 504 happens only when none could run.
+moving average); a stage that would not fit is skipped and named in ``degraded``.
+
+The query embedding runs on an executor, and the caller waits for it no longer than the
+deadline: a slow embedding is abandoned (named ``embed`` in ``degraded``) rather than allowed
+to overrun. (It is not overlapped with the lexical search: on 2 cores the embedding's own two
+threads and a concurrent BM25 search only slowed each other down.) The dense scan looks at the clock
+between chunks and stops when time is up (``dense_partial``). The answer is whatever the
+stages that ran produced: a 504 happens only when none could run.
 """
 
 from __future__ import annotations
@@ -13,6 +20,8 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Literal, TypeVar
 
@@ -24,7 +33,7 @@ from indexer.protocols import Embedder
 from indexer.shard import DocRecord, IndexShard
 from query_service.deadline import Deadline
 from query_service.errors import DeadlineExceeded
-from ranking import convex, dedupe, rrf
+from ranking import convex, dedupe, mmr, rrf, spread_to_neighbours
 from ranking.hits import Hits
 
 Mode = Literal["hybrid", "lexical", "dense"]
@@ -33,13 +42,28 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class SearchParams:
-    fusion: Literal["rrf", "convex"] = "rrf"
+    """The ranking configuration. Defaults are the best measured on LoCoMo (docs/EVAL.md)."""
+
+    fusion: Literal["rrf", "convex"] = "convex"
     rrf_k: int = 60
-    lexical_weight: float = 0.5
+    #: convex fusion: the lexical run's weight (the dense run gets 1 - this)
+    lexical_weight: float = 0.7
     candidates: int = 100
     context_turns: int = 2
     dedupe_threshold: float | None = None
     reserve_s: float = 0.003
+    #: lexical: leave English function words out of the query (``indexer.stopwords``)
+    lexical_stopwords: bool = True
+    #: lexical: > 0 routes query terms that name a speaker to the speaker field, this weight
+    speaker_weight: float = 1.0
+    #: > 0 spreads this share of a hit's score to the turns around it (``ranking.neighbours``)
+    neighbour_weight: float = 0.5
+    #: how many turns on each side receive a share
+    neighbour_window: int = 2
+    #: how many of the best fused hits spread
+    neighbour_top: int = 10
+    #: MMR diversification over the top 3k (None: off); lambda in [0, 1], 1 = relevance only
+    mmr_lambda: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +117,15 @@ class Searcher:
         params: SearchParams,
         wait_for_seq: Callable[[int, float], bool] | None = None,
         clock: Callable[[], float] = time.perf_counter,
+        executor: Executor | None = None,
     ) -> None:
+        """``executor`` runs query embeddings (default: a small thread pool this owns)."""
+        self._owns_executor = executor is None
+        self._executor = (
+            executor
+            if executor is not None
+            else ThreadPoolExecutor(max_workers=4, thread_name_prefix="convmem-embed")
+        )
         self._shard = shard
         self._embedder = embedder
         self._params = params
@@ -102,6 +134,18 @@ class Searcher:
         self._costs = _StageCosts(
             {"lexical": 0.001, "embed": 0.002, "dense": 0.002, "fuse": 0.0002, "rerank": 0.001}
         )
+
+    def close(self) -> None:
+        """Release the embedding threads (if this searcher made them)."""
+        if self._owns_executor:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def _embed(self, query: str) -> tuple[npt.NDArray[np.float32], float]:
+        t0 = self._clock()
+        vec = self._embedder.embed_query(query)
+        took = self._clock() - t0
+        self._costs.observe("embed", took)  # learnt even when the caller gave up waiting
+        return vec, took
 
     def search(
         self,
@@ -143,26 +187,39 @@ class Searcher:
             lex = run(
                 "lexical",
                 lambda: self._shard.search_lexical(
-                    query, n, filters=filters, timeout_s=usable.remaining()
+                    query,
+                    n,
+                    filters=filters,
+                    timeout_s=usable.remaining(),
+                    drop_stopwords=p.lexical_stopwords,
+                    speaker_weight=p.speaker_weight,
                 ),
             )
             if lex is not None:
                 runs.append(lex)
-        qvec: npt.NDArray[np.float32] | None = None
+        pending: Future[tuple[npt.NDArray[np.float32], float]] | None = None
         if mode in ("hybrid", "dense"):
-            qvec = run("embed", lambda: self._embedder.embed_query(query))
-            if qvec is not None:
-                vec = qvec
+            if self._costs.fits("embed", usable.remaining()):
+                pending = self._executor.submit(self._embed, query)
+            else:
+                result.degraded += ["embed", "dense"]
+        if pending is not None:
+            try:
+                qvec, took = pending.result(timeout=usable.remaining())
+            except FutureTimeout:
+                result.degraded += ["embed", "dense"]
+            else:
+                result.timings_ms["embed"] = round(took * 1000, 3)
                 dense = run(
                     "dense",
                     lambda: self._shard.search_dense(
-                        vec, n, filters=filters, timeout_s=usable.remaining()
+                        qvec, n, filters=filters, timeout_s=usable.remaining()
                     ),
                 )
                 if dense is not None:
                     runs.append(dense)
-            else:
-                result.degraded.append("dense")
+                    if not dense.exhaustive:
+                        result.degraded.append("dense_partial")
         if not runs:
             if not result.degraded:
                 return result  # nothing asked for: cannot happen with a valid mode
@@ -171,6 +228,9 @@ class Searcher:
             )
 
         fused = runs[0] if len(runs) == 1 else self._fuse(runs, result)
+        if p.neighbour_weight > 0 and len(fused):
+            spread = run("neighbours", lambda: self._spread(fused, filters))
+            fused = fused if spread is None else spread
         fused = self._rerank(fused, k, result, usable)
         fused = fused.top(k)
         self._hydrate(fused, result, deadline)
@@ -187,6 +247,28 @@ class Searcher:
         result.timings_ms["fuse"] = round((self._clock() - t0) * 1000, 3)
         return fused
 
+    def _spread(self, hits: Hits, filters: Filters) -> Hits:
+        p = self._params
+        w = p.neighbour_window
+        near = {
+            int(uid): [
+                r.uid
+                for r in self._shard.context(int(uid), before=w, after=w)
+                if filters.admits(
+                    tenant=r.tenant,
+                    user_id=r.user_id,
+                    conversation_id=r.conversation_id,
+                    speaker=r.speaker,
+                    role=r.role,
+                    started_at=r.started_at.timestamp(),
+                )
+            ]
+            for uid in hits.ids[: p.neighbour_top]
+        }
+        # cosine scores (dense-only mode) can be negative; spreading needs a floor of 0
+        base = Hits(hits.ids, np.maximum(hits.scores, 0.0), hits.exhaustive)
+        return spread_to_neighbours(base, near, weight=p.neighbour_weight)
+
     def _rerank(
         self,
         hits: Hits,
@@ -195,14 +277,19 @@ class Searcher:
         usable: Deadline,
     ) -> Hits:
         p = self._params
-        if p.dedupe_threshold is None or len(hits) <= 1:
+        if (p.dedupe_threshold is None and p.mmr_lambda is None) or len(hits) <= 1:
             return hits
         if not self._costs.fits("rerank", usable.remaining()):
             result.degraded.append("rerank")
             return hits
         t0 = self._clock()
         head, vectors = self._shard.live_vectors(hits.top(3 * k))
-        out = dedupe(head, vectors, threshold=p.dedupe_threshold) if len(head) else head
+        out = head
+        if len(head) and p.dedupe_threshold is not None:
+            out = dedupe(head, vectors, threshold=p.dedupe_threshold)
+            vectors = vectors[np.isin(head.ids, out.ids)] if len(out) < len(head) else vectors
+        if len(out) and p.mmr_lambda is not None:
+            out = mmr(out, vectors, lambda_=p.mmr_lambda, limit=len(out))
         took = self._clock() - t0
         self._costs.observe("rerank", took)
         result.timings_ms["rerank"] = round(took * 1000, 3)

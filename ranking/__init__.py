@@ -7,7 +7,17 @@ from ranking.convex import convex
 from ranking.dedupe import dedupe
 from ranking.hits import Hits
 from ranking.mmr import mmr
+from ranking.neighbours import spread_to_neighbours
 from ranking.normalize import min_max, z_score
 from ranking.rrf import rrf
 
-__all__ = ["convex", "dedupe", "Hits", "min_max", "mmr", "rrf", "z_score"]
+__all__ = [
+    "convex",
+    "dedupe",
+    "Hits",
+    "min_max",
+    "mmr",
+    "rrf",
+    "spread_to_neighbours",
+    "z_score",
+]

@@ -13,11 +13,14 @@ class Hits:
     """Ranked results: parallel arrays of document ids and scores, best first.
 
     Ids are the store's internal int64 document ids (``utterances.uid``). Scores are
-    float32 and comparable only within one ``Hits`` value.
+    float32 and comparable only within one ``Hits`` value. ``exhaustive`` is False when the
+    retriever ran out of time and looked at only part of its scope (the hits are then the
+    best of what it saw).
     """
 
     ids: npt.NDArray[np.int64]
     scores: npt.NDArray[np.float32]
+    exhaustive: bool = True
 
     def __post_init__(self) -> None:
         if self.ids.shape != self.scores.shape or self.ids.ndim != 1:
@@ -39,4 +42,4 @@ class Hits:
 
     def top(self, k: int) -> Hits:
         """The first ``k`` hits (they are already sorted)."""
-        return Hits(self.ids[:k], self.scores[:k])
+        return Hits(self.ids[:k], self.scores[:k], self.exhaustive)

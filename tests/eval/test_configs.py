@@ -15,8 +15,15 @@ def write(path: Path, data: object) -> Path:
 
 
 def test_builtins_cover_the_four_defaults():
-    assert DEFAULT_CONFIGS == ("lexical", "dense", "hybrid-rrf", "hybrid-convex")
-    assert BUILTIN_CONFIGS["hybrid-convex"].params == {"fusion": "convex", "lexical_weight": 0.5}
+    assert DEFAULT_CONFIGS == ("hybrid-rrf", "hybrid", "lexical", "dense")
+    assert BUILTIN_CONFIGS["hybrid-convex"].params == {
+        "fusion": "convex",
+        "lexical_weight": 0.5,
+        "lexical_stopwords": False,
+        "speaker_weight": 0.0,
+        "neighbour_weight": 0.0,
+    }
+    assert [c.name for c in select_configs(["ablation"], {})][:2] == ["hybrid-rrf", "hybrid"]
     assert BUILTIN_CONFIGS["lexical"].mode == "lexical"
     assert all(c.budget_ms == 1000.0 for c in BUILTIN_CONFIGS.values())
     assert [c.name for c in select_configs(None, {})] == list(DEFAULT_CONFIGS)
@@ -34,13 +41,16 @@ def test_file_overrides_a_builtin_and_adds_a_config(tmp_path):
         },
     )
     configs = read_config_file(path)
-    assert configs["hybrid-convex"].params == {"fusion": "convex", "lexical_weight": 0.3}
+    assert configs["hybrid-convex"].params == {
+        **BUILTIN_CONFIGS["hybrid-convex"].params,
+        "lexical_weight": 0.3,
+    }
     assert configs["rrf-k20"].params == {"fusion": "rrf", "rrf_k": 20}
     assert configs["rrf-k20"].budget_ms == 200.0
     assert configs["no-dedupe"].params == {"dedupe_threshold": None}
     chosen = select_configs(None, configs)
-    assert [c.name for c in chosen] == [*DEFAULT_CONFIGS, "rrf-k20", "no-dedupe"]
-    assert chosen[3].params["lexical_weight"] == 0.3
+    assert [c.name for c in chosen] == [*DEFAULT_CONFIGS, "hybrid-convex", "rrf-k20", "no-dedupe"]
+    assert chosen[4].params["lexical_weight"] == 0.3
     assert [c.name for c in select_configs(["rrf-k20", "lexical"], configs)] == [
         "rrf-k20",
         "lexical",

@@ -17,7 +17,7 @@ import pytest
 
 from convmem.cli import main
 from convmem.eval_retrievers import HttpRetriever, QueryVectorMemo, check_http_configs
-from eval.configs import BUILTIN_CONFIGS
+from eval.configs import BUILTIN_CONFIGS, DEFAULT_CONFIGS
 from eval.errors import ConfigError, EvalError
 from eval.metrics import evaluate, mean
 from eval.trec import read_qrels, read_run
@@ -25,7 +25,7 @@ from eval.trec import read_qrels, read_run
 HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
 DATA = Path(__file__).resolve().parent.parent / "data"
 SMALL_EVAL = DATA / "small_eval.jsonl"
-CONFIGS = ("lexical", "dense", "hybrid-rrf", "hybrid-convex")
+CONFIGS = DEFAULT_CONFIGS  # hybrid-rrf (the baseline), hybrid, lexical, dense
 CATEGORIES = ("single-hop", "temporal", "multi-hop", "open-domain")
 e2e = [pytest.mark.integration, pytest.mark.slow]
 

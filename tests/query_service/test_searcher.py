@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import Executor, Future
 from datetime import UTC, datetime
 
 import numpy as np
@@ -26,6 +28,18 @@ class FakeClock:
         return self.now
 
 
+class InlineExecutor(Executor):
+    """Runs each task at once on the caller's thread, so fake-clock tests stay deterministic."""
+
+    def submit(self, fn, /, *args, **kwargs):
+        future: Future[object] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:  # noqa: BLE001 - handed to the future, as a pool does
+            future.set_exception(exc)
+        return future
+
+
 class SlowEmbedder:
     """Advances the fake clock by ``cost`` seconds per query embedding."""
 
@@ -43,11 +57,14 @@ class SlowEmbedder:
         return np.ones(DIM, np.float32) / np.sqrt(DIM)
 
 
-def shard() -> IndexShard:
-    s = IndexShard(lexical=TantivyBM25Index(), vector=FaissVectorIndex(dim=DIM))
+def shard(vector: FaissVectorIndex | None = None, filler: int = 0) -> IndexShard:
+    if vector is None:
+        vector = FaissVectorIndex(dim=DIM)
+    s = IndexShard(lexical=TantivyBM25Index(), vector=vector)
     rng = np.random.default_rng(0)
     docs = []
-    for i, text in enumerate(["the cat sat", "a dog barked", "the cat and the dog"]):
+    texts = ["the cat sat", "a dog barked", "the cat and the dog"]
+    for i, text in enumerate(texts + [f"filler {j}" for j in range(filler)]):
         v = rng.standard_normal(DIM).astype(np.float32)
         docs.append(
             IndexDoc(
@@ -88,6 +105,7 @@ def test_slow_embedding_is_skipped_and_named() -> None:
         embedder=SlowEmbedder(clock, 0.030),
         params=SearchParams(reserve_s=0.0),
         clock=clock,
+        executor=InlineExecutor(),
     )
     f = Filters(tenant="t")
     # first query: the embed stage's prior estimate fits, runs (30 ms of fake time), is learnt
@@ -117,6 +135,7 @@ def test_a_skipped_stage_is_retried_later() -> None:
         embedder=SlowEmbedder(clock, 0.001),
         params=SearchParams(reserve_s=0.0),
         clock=clock,
+        executor=InlineExecutor(),
     )
     searcher._costs.observe("embed", 1.0)  # noqa: SLF001 - one pathological outlier
     searcher._costs.observe("embed", 1.0)  # noqa: SLF001
@@ -138,6 +157,7 @@ def test_stale_index_is_reported() -> None:
         params=SearchParams(),
         wait_for_seq=lambda seq, timeout: False,
         clock=clock,
+        executor=InlineExecutor(),
     )
     r = searcher.search(
         "cat",
@@ -148,3 +168,132 @@ def test_stale_index_is_reported() -> None:
         min_seq=10,
     )
     assert "stale_index" in r.degraded and r.hits
+
+
+class SleepyEmbedder:
+    """Really takes ``seconds`` per query (a stalled model, a busy core)."""
+
+    dim = DIM
+    model_id = "sleepy"
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def embed_batch(self, texts):
+        return np.ones((len(texts), DIM), np.float32) / np.sqrt(DIM)
+
+    def embed_query(self, text):
+        time.sleep(self.seconds)
+        return np.ones(DIM, np.float32) / np.sqrt(DIM)
+
+
+def test_a_stalled_embedding_is_abandoned_at_the_deadline() -> None:
+    # the estimate says 1 ms, so the embedding starts; it then takes 400 ms of real time
+    searcher = Searcher(
+        shard=shard(), embedder=SleepyEmbedder(0.4), params=SearchParams(reserve_s=0.005)
+    )
+    try:
+        t0 = time.perf_counter()
+        r = searcher.search(
+            "cat", k=3, mode="hybrid", filters=Filters(tenant="t"), deadline=Deadline.after_ms(50)
+        )
+        took = time.perf_counter() - t0
+        assert took < 0.2  # answered near the 50 ms budget, not after the 400 ms embedding
+        assert "embed" in r.degraded and "dense" in r.degraded
+        assert r.hits and r.hits[0].record.text == "the cat sat"  # lexical still answered
+    finally:
+        searcher.close()
+
+
+def test_a_partial_dense_scan_is_named() -> None:
+    clock = FakeClock()
+
+    class TickingClock:
+        """Fake time that moves 1 ms whenever the vector index reads it."""
+
+        def __call__(self) -> float:
+            clock.now += 0.001
+            return clock.now
+
+    s = shard(FaissVectorIndex(dim=DIM, scan_chunk_rows=1, clock=TickingClock()), filler=37)
+    searcher = Searcher(
+        shard=s,
+        embedder=SlowEmbedder(clock, 0.0),
+        params=SearchParams(reserve_s=0.0),
+        clock=clock,
+        executor=InlineExecutor(),
+    )
+    r = searcher.search(
+        "cat",
+        k=3,
+        mode="dense",
+        filters=Filters(tenant="t"),
+        deadline=Deadline.after_ms(10, clock=clock),
+    )
+    # 40 one-row chunks at 1 ms each cannot fit 10 ms: the scan stops, and says so (and the
+    # budget is then spent, so neighbour spreading and the context turns are skipped too)
+    assert r.degraded == ["dense_partial", "neighbours", "context"] and len(r.hits) == 3
+
+
+def conversation_shard() -> IndexShard:
+    """One conversation: a question by ann, its answer by bob, then unrelated turns."""
+    turns = [
+        ("ann", "what do you do for fun"),
+        ("bob", "painting mostly, and some pottery"),
+        ("ann", "the weather was awful today"),
+        ("bob", "my car broke down again"),
+    ]
+    s = IndexShard(lexical=TantivyBM25Index(), vector=FaissVectorIndex(dim=DIM))
+    docs, records = [], []
+    for i, (speaker, text) in enumerate(turns):
+        v = np.zeros(DIM, np.float32)
+        v[i] = 1.0
+        doc = IndexDoc(
+            uid=i + 1, tenant="t", user_id="u", conversation_id="c", speaker=speaker,
+            role=Role.USER, started_at=float(i), text=text, embedding=v,
+        )  # fmt: skip
+        docs.append(doc)
+        records.append(
+            DocRecord(
+                uid=i + 1,
+                tenant="t",
+                id=f"u{i + 1}",
+                conversation_id="c",
+                user_id="u",
+                turn=i,
+                speaker=speaker,
+                role=Role.USER,
+                text=text,
+                started_at=datetime.fromtimestamp(i, UTC),
+            )  # fmt: skip
+        )
+    s.load(docs, records, seq=len(docs))
+    return s
+
+
+def test_neighbour_spreading_finds_the_answer_and_respects_filters() -> None:
+    s = conversation_shard()
+
+    def search(params: SearchParams, f: Filters) -> list[str]:
+        searcher = Searcher(shard=s, embedder=SlowEmbedder(FakeClock(), 0.0), params=params)
+        try:
+            r = searcher.search(
+                "fun", k=3, mode="lexical", filters=f, deadline=Deadline.after_ms(1000)
+            )
+            return [h.record.text for h in r.hits]
+        finally:
+            searcher.close()
+
+    everyone = Filters(tenant="t")
+    # without spreading only the question has the word
+    assert search(SearchParams(neighbour_weight=0.0), everyone) == ["what do you do for fun"]
+    # with it, the answer one turn later (and the turn after it, two away) come along
+    spread = search(SearchParams(neighbour_weight=0.5, neighbour_window=2), everyone)
+    assert spread[:2] == ["what do you do for fun", "painting mostly, and some pottery"]
+    assert spread[2] == "the weather was awful today"
+    # a neighbour outside the filters is never added: bob's answer is out of scope
+    anns = search(
+        SearchParams(neighbour_weight=0.5, neighbour_window=2),
+        Filters(tenant="t", speakers=("ann",)),
+    )
+    assert anns == ["what do you do for fun", "the weather was awful today"]

@@ -11,6 +11,7 @@ def test_all_is_the_public_api():
         "min_max",
         "mmr",
         "rrf",
+        "spread_to_neighbours",
         "z_score",
     ]
 
