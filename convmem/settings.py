@@ -86,7 +86,7 @@ class IndexSettings(BaseModel):
     poll_interval_ms: float = Field(default=50.0, gt=0)
     snapshot_interval_s: float = Field(default=60.0, gt=0)
     embed_view: Literal["speaker_text", "text"] = Field(
-        default="speaker_text",
+        default="text",
         description="what is embedded: 'speaker: text' or the text alone (re-ingest to change)",
     )
 

@@ -1,10 +1,11 @@
 """`Ingestor`: validate, embed (batched), and durably store utterances; report the ``seq``.
 
-What is embedded is the utterance's *embedding view*: ``"speaker_text"`` (the default)
-embeds ``"{speaker}: {text}"``, so a question that names a person ("what does Melanie do to
-relax?") lands near what that person said; measured on LoCoMo, dense Recall@10 33.1 -> 41.7
-(docs/EVAL.md). ``"text"`` embeds the words alone. The view is part of the stored vectors:
-changing it on a store that already holds data needs the data ingested again.
+What is embedded is the utterance's *embedding view*: ``"text"`` (the default) embeds the
+words alone; ``"speaker_text"`` embeds ``"{speaker}: {text}"``, so a question that names a
+person lands nearer what that person said. On LoCoMo the speaker view lifts plain dense
+retrieval but not the full hybrid pipeline on the tuning conversations, so it is off by
+default (docs/EVAL.md). The view is part of the stored vectors: changing it on a store that
+already holds data needs the data ingested again.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ class Ingestor:
         store: Store,
         embedder: Embedder,
         on_commit: Callable[[int], None] | None = None,
-        view: EmbedView = "speaker_text",
+        view: EmbedView = "text",
     ) -> None:
         if view not in ("speaker_text", "text"):
             raise ValueError(f"unknown embedding view {view!r} (expected speaker_text or text)")
