@@ -37,6 +37,9 @@ class EmbedderSettings(BaseModel):
     )
     threads: int | None = None
     query_cache: int = Field(default=4096, ge=0)
+    device: str = Field(
+        default="cpu", description="torch kind only: 'cpu', 'cuda', 'cuda:1' (a GPU build)"
+    )
 
 
 class LatencyBudgets(BaseModel):

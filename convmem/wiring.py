@@ -54,6 +54,7 @@ def build_embedder(settings: Settings) -> Embedder:
         quantize=e.quantize,
         threads=e.threads,
         query_cache=e.query_cache,
+        device=e.device,
     )
 
 
