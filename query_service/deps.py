@@ -6,6 +6,7 @@ import hmac
 from typing import Annotated
 
 from fastapi import Depends, Request
+from starlette.requests import HTTPConnection
 
 from indexer.errors import IndexUnavailable
 from query_service.errors import Unauthorized
@@ -16,10 +17,15 @@ DEFAULT_TENANT = "default"
 
 def tenant_of(request: Request) -> str:
     """The tenant named by the bearer key; with no keys configured, ``default``."""
-    keys: dict[str, str] = request.app.state.api_keys
+    return tenant_of_connection(request)
+
+
+def tenant_of_connection(conn: HTTPConnection) -> str:
+    """``tenant_of`` for any connection (a WebSocket too): same header, same keys."""
+    keys: dict[str, str] = conn.app.state.api_keys
     if not keys:
         return DEFAULT_TENANT
-    header = request.headers.get("authorization", "")
+    header = conn.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("missing bearer API key (Authorization: Bearer <key>)")

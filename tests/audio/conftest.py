@@ -1,0 +1,110 @@
+"""Audio fixtures: speech spoken by espeak-ng at test time, and a real server on a real port."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import numpy.typing as npt
+import pytest
+import uvicorn
+from pydantic import SecretStr
+
+from audio_ingest.audio_io import read_audio, resample
+from audio_ingest.protocols import Transcriber
+from audio_ingest.speech_set import espeak_available
+from audio_ingest.speech_set import speak as speak_to
+from audio_ingest.transcriber import WhisperTranscriber
+from convmem.settings import PostgresSettings, Settings
+from convmem.wiring import audio_router_for, build_services
+from indexer.embedders import load_embedder
+from indexer.protocols import Embedder
+from query_service.app import create_app
+
+SAMPLE_RATE = 16_000
+
+
+def speak(text: str, path: Path, **kw: Any) -> Path:
+    if not espeak_available():
+        pytest.fail("espeak-ng is missing: `make test` installs it (apt-get install espeak-ng)")
+    return speak_to(text, path, **kw)
+
+
+def speech_16k(text: str, tmp: Path, **kw: Any) -> npt.NDArray[np.float32]:
+    data, rate = read_audio(speak(text, tmp / f"{abs(hash(text))}.wav", **kw))
+    return resample(data[:, 0], rate, SAMPLE_RATE)
+
+
+@pytest.fixture(scope="session")
+def embedder(model_cache: Path) -> Embedder:
+    return load_embedder("onnx", model_path=None, cache_dir=model_cache)
+
+
+@pytest.fixture(scope="session")
+def tiny_en(model_cache: Path) -> Transcriber:
+    return WhisperTranscriber(model="tiny.en", cache_dir=model_cache)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def live_server(
+    database_url: str, tmp_path: Path, tiny_en: Transcriber, embedder: Embedder
+) -> Callable[..., AbstractContextManager[str]]:
+    """``with live_server(keys=..., **settings) as base_url:``: uvicorn on a free port."""
+
+    @contextmanager
+    def make(*, keys: dict[str, str] | None = None, **settings: object) -> Iterator[str]:
+        spec = ",".join(f"{k}:{t}" for k, t in (keys or {}).items())
+        cfg = Settings(
+            data_dir=tmp_path / "data",
+            demo_data=False,
+            postgres=PostgresSettings(url=SecretStr(database_url)),
+            api_keys=SecretStr(spec) if spec else None,
+            **settings,  # type: ignore[arg-type]
+        )
+        router = audio_router_for(cfg, load_transcriber=lambda: tiny_en)
+        app = create_app(
+            services_factory=lambda: build_services(cfg, embedder=embedder),
+            api_keys=cfg.key_map(),
+            routers=[router],
+        )
+        port = _free_port()
+        server = uvicorn.Server(
+            uvicorn.Config(
+                app, host="127.0.0.1", port=port, log_level="warning", ws="websockets-sansio"
+            )
+        )
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        base = f"http://127.0.0.1:{port}"
+        headers = {"Authorization": f"Bearer {next(iter(keys))}"} if keys else {}
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{base}/readyz", headers=headers, timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        else:
+            server.should_exit = True
+            raise AssertionError("server not ready in time")
+        try:
+            yield base
+        finally:
+            server.should_exit = True
+            thread.join(timeout=10)
+
+    return make
