@@ -32,7 +32,7 @@ import numpy as np
 import tantivy
 
 from indexer import stopwords
-from indexer.models import Filters, IndexDoc
+from indexer.models import PLAIN_BM25, Filters, IndexDoc, LexicalOptions
 from ranking.hits import Hits
 
 __all__ = ["TantivyBM25Index"]
@@ -203,28 +203,23 @@ class TantivyBM25Index:
         *,
         filters: Filters,
         timeout_s: float,
-        drop_stopwords: bool = False,
-        speaker_weight: float = 0.0,
+        options: LexicalOptions = PLAIN_BM25,
     ) -> Hits:
         """The ``k`` best documents for ``query`` within ``filters``, best first.
 
-        ``drop_stopwords`` leaves English function words (``indexer.stopwords``) out of the
-        query, unless that would leave nothing. With ``speaker_weight`` > 0, a query term that
-        names a speaker within ``filters`` matches the speaker's name (scaled by that weight)
-        instead of the text: "what does Melanie do to relax" then favours what Melanie said,
-        not the turns where someone else says "Thanks, Melanie!".
+        ``options.drop_stopwords`` leaves English function words (``indexer.stopwords``) out
+        of the query, unless that would leave nothing. With ``options.speaker_weight`` > 0, a
+        query term that names a speaker within ``filters`` matches the speaker's name (scaled
+        by that weight) instead of the text: "what does Melanie do to relax" then favours what
+        Melanie said, not the turns where someone else says "Thanks, Melanie!".
         """
         if k < 0:
             raise ValueError(f"k must be non-negative, got {k}")
-        if speaker_weight < 0:
-            raise ValueError(f"speaker_weight must be non-negative, got {speaker_weight}")
         if k == 0 or timeout_s <= 0:
             return Hits.empty()
         snapshot = self._snapshot  # one searcher for the whole request
         filter_query = self._filter(filters, sole_tenant=snapshot.sole_tenant)
-        text_query = self._text_query(
-            query, snapshot.searcher, filter_query, drop_stopwords, speaker_weight
-        )
+        text_query = self._text_query(query, snapshot.searcher, filter_query, options)
         if text_query is None:
             return Hits.empty()
         if filter_query is not None:  # a scoring-free clause: it adds 0.0 to every score
@@ -254,11 +249,11 @@ class TantivyBM25Index:
         query: str,
         searcher: tantivy.Searcher,
         filter_query: tantivy.Query | None,
-        drop_stopwords: bool,
-        speaker_weight: float,
+        options: LexicalOptions,
     ) -> tantivy.Query | None:
+        speaker_weight = options.speaker_weight
         counts = Counter(self._analyzer.analyze(query))
-        if drop_stopwords:
+        if options.drop_stopwords:
             content = Counter({t: c for t, c in counts.items() if t not in self._stop_terms})
             counts = content or counts
         if not counts:

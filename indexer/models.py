@@ -158,6 +158,28 @@ class Filters:
         return not (self.until is not None and started_at > self.until)
 
 
+@dataclass(frozen=True, slots=True)
+class LexicalOptions:
+    """How a BM25 search reads its query (the lexical ranking stages; default: plain BM25).
+
+    ``drop_stopwords``: leave English function words (``indexer.stopwords``) out of the query,
+    unless nothing would remain. ``speaker_weight`` > 0: a query term that names a speaker
+    within the search's filters matches the speaker's name, scaled by this weight, instead of
+    the text.
+    """
+
+    drop_stopwords: bool = False
+    speaker_weight: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.speaker_weight < 0:
+            raise ValueError(f"speaker_weight must be non-negative, got {self.speaker_weight}")
+
+
+#: No lexical stage: plain BM25 over every query term.
+PLAIN_BM25 = LexicalOptions()
+
+
 def as_tuple(value: str | Sequence[str] | None) -> tuple[str, ...]:
     """Normalise "one or a list" API values to a tuple."""
     if value is None:

@@ -15,11 +15,13 @@ import numpy as np
 import numpy.typing as npt
 
 from indexer.models import (
+    PLAIN_BM25,
     Change,
     Conversation,
     ConversationIn,
     Filters,
     IndexDoc,
+    LexicalOptions,
     Utterance,
     UtteranceIn,
 )
@@ -67,12 +69,9 @@ class LexicalIndex(Protocol):
         *,
         filters: Filters,
         timeout_s: float,
-        drop_stopwords: bool = False,
-        speaker_weight: float = 0.0,
+        options: LexicalOptions = PLAIN_BM25,
     ) -> Hits:
-        """Best first. ``drop_stopwords``: leave function words out of the query (unless
-        nothing would remain); ``speaker_weight`` > 0: query terms also match the speaker's
-        name, scaled by that weight."""
+        """Best first; ``options`` are the lexical ranking stages (see ``LexicalOptions``)."""
         ...
 
     def __len__(self) -> int:

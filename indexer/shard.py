@@ -16,7 +16,7 @@ from datetime import datetime
 import numpy as np
 import numpy.typing as npt
 
-from indexer.models import Change, Filters, IndexDoc, Role
+from indexer.models import PLAIN_BM25, Change, Filters, IndexDoc, LexicalOptions, Role
 from indexer.protocols import LexicalIndex, VectorIndex
 from ranking.hits import Hits
 
@@ -124,17 +124,9 @@ class IndexShard:
         *,
         filters: Filters,
         timeout_s: float,
-        drop_stopwords: bool = False,
-        speaker_weight: float = 0.0,
+        options: LexicalOptions = PLAIN_BM25,
     ) -> Hits:
-        return self.lexical.search(
-            query,
-            k,
-            filters=filters,
-            timeout_s=timeout_s,
-            drop_stopwords=drop_stopwords,
-            speaker_weight=speaker_weight,
-        )
+        return self.lexical.search(query, k, filters=filters, timeout_s=timeout_s, options=options)
 
     def search_dense(
         self, vector: npt.NDArray[np.float32], k: int, *, filters: Filters, timeout_s: float

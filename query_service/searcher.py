@@ -28,7 +28,7 @@ from typing import Literal, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from indexer.models import Filters
+from indexer.models import Filters, LexicalOptions
 from indexer.protocols import Embedder
 from indexer.shard import DocRecord, IndexShard
 from query_service.deadline import Deadline
@@ -191,8 +191,7 @@ class Searcher:
                     n,
                     filters=filters,
                     timeout_s=usable.remaining(),
-                    drop_stopwords=p.lexical_stopwords,
-                    speaker_weight=p.speaker_weight,
+                    options=LexicalOptions(p.lexical_stopwords, p.speaker_weight),
                 ),
             )
             if lex is not None:

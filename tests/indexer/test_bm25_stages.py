@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from indexer.bm25_index import TantivyBM25Index
 from indexer.models import Filters
+from indexer.models import LexicalOptions as Opt
 from tests.indexer.test_bm25_index import make_doc
 
 ACME = Filters(tenant="acme")
@@ -26,13 +27,15 @@ def test_stop_words_no_longer_outrank_the_topic() -> None:
     # every term counts: doc 1 shares six function words with the query and wins
     assert index.search(query, 3, filters=ACME, timeout_s=1).ids.tolist()[0] == 1
     # function words dropped: only "pottery" and "class" score, and only doc 2 has them
-    hits = index.search(query, 3, filters=ACME, timeout_s=1, drop_stopwords=True)
+    hits = index.search(query, 3, filters=ACME, timeout_s=1, options=Opt(drop_stopwords=True))
     assert hits.ids.tolist() == [2]
 
 
 def test_a_query_of_stop_words_only_keeps_them() -> None:
     index = index_of((1, "who are you", "ann"), (2, "pottery class", "ann"))
-    hits = index.search("who are you", 3, filters=ACME, timeout_s=1, drop_stopwords=True)
+    hits = index.search(
+        "who are you", 3, filters=ACME, timeout_s=1, options=Opt(drop_stopwords=True)
+    )
     assert hits.ids.tolist() == [1]
 
 
@@ -47,11 +50,11 @@ def test_a_speakers_name_matches_who_spoke_not_who_was_addressed() -> None:
     plain = index.search(query, 3, filters=ACME, timeout_s=1).ids.tolist()
     assert set(plain) == {1, 2, 3}
     # routed: "melanie" names a speaker in scope, so it matches Melanie's turns only
-    routed = index.search(query, 3, filters=ACME, timeout_s=1, speaker_weight=1.0)
+    routed = index.search(query, 3, filters=ACME, timeout_s=1, options=Opt(speaker_weight=1.0))
     assert routed.ids.tolist() == [2, 3]
     # the weight scales the name's part of the score
-    light = index.search(query, 3, filters=ACME, timeout_s=1, speaker_weight=0.1)
-    heavy = index.search(query, 3, filters=ACME, timeout_s=1, speaker_weight=2.0)
+    light = index.search(query, 3, filters=ACME, timeout_s=1, options=Opt(speaker_weight=0.1))
+    heavy = index.search(query, 3, filters=ACME, timeout_s=1, options=Opt(speaker_weight=2.0))
     assert heavy.scores[0] - heavy.scores[1] > light.scores[0] - light.scores[1] > 0
 
 
@@ -67,5 +70,5 @@ def test_name_routing_is_decided_within_the_tenant() -> None:
         ]
     )
     index.refresh()
-    hits = index.search("paris trip", 3, filters=ACME, timeout_s=1, speaker_weight=1.0)
+    hits = index.search("paris trip", 3, filters=ACME, timeout_s=1, options=Opt(speaker_weight=1.0))
     assert hits.ids.tolist() == [2]  # still matched as text: acme has no speaker Paris
