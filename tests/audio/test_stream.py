@@ -188,3 +188,18 @@ def test_bad_input_gets_an_error_event_and_a_close_code(live_server, tmp_path: P
         assert [u["text"] for u in r.json()["turns"]] == [finals[0]["text"]]
         # and the service is still up
         assert httpx.get(f"{base}/healthz", timeout=5).status_code == 200
+
+
+def test_a_stream_past_its_length_limit_is_closed_and_keeps_its_speech(live_server, tmp_path: Path):
+    speech = float_to_pcm16(speech_16k("I booked the train to Leeds for Monday.", tmp_path))
+    pause = silence(1.0)
+    with live_server(audio={"max_session_s": 6.0}) as base:
+        frames = [speech, pause, speech]  # about 3 + 1 + 3 s: the second sentence is too much
+        chunks = [f[i : i + 16_000] for f in frames for i in range(0, len(f), 16_000)]
+        events, close_code = bad_case(base, start_message(conversation_id="call-4"), chunks)
+        assert close_code == 1008
+        assert [e["code"] for e in events if e["type"] == "error"] == ["session_too_long"]
+        finals = [e for e in events if e["type"] == "final"]
+        assert finals and "leeds" in finals[0]["text"].lower()
+        r = httpx.get(f"{base}/v1/conversations/call-4", timeout=10)
+        assert [u["text"] for u in r.json()["turns"]] == [e["text"] for e in finals]
