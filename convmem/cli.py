@@ -198,6 +198,10 @@ def _utterance_json(u: UtteranceIn) -> dict[str, object]:
             d[name] = getattr(u, name)
     if u.metadata:
         d["metadata"] = dict(u.metadata)
+    if u.source.value != "text":
+        d["source"] = u.source.value
+    if u.asr_confidence is not None:
+        d["asr_confidence"] = u.asr_confidence
     if u.ended_at is not None:
         d["ended_at"] = u.ended_at.isoformat()
     return d

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from indexer.ingest import MAX_BATCH, MAX_TEXT_CHARS
-from indexer.models import Role
+from indexer.models import Role, Source
 
 Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=256)]
 
@@ -27,6 +27,8 @@ class UtteranceBody(_Strict):
     ended_at: datetime | None = None
     user_id: Id | None = None
     agent_id: Id | None = None
+    source: Source = Source.TEXT
+    asr_confidence: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
     metadata: dict[str, str] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -94,6 +96,12 @@ class Turn(BaseModel):
     turn: int
 
 
+class TranscriptTurn(Turn):
+    ended_at: datetime | None
+    source: Source
+    asr_confidence: float | None
+
+
 class SearchHit(Turn):
     score: float
     user_id: str | None
@@ -113,7 +121,7 @@ class ConversationResponse(BaseModel):
     agent_id: str | None
     started_at: datetime | None
     metadata: dict[str, str]
-    turns: list[Turn]
+    turns: list[TranscriptTurn]
 
 
 class DeleteResponse(BaseModel):

@@ -15,6 +15,7 @@ from query_service.api_models import (
     SearchBody,
     SearchHit,
     SearchResponse,
+    TranscriptTurn,
     Turn,
 )
 from query_service.deadline import Deadline
@@ -37,6 +38,8 @@ def ingest(body: IngestBody, tenant: TenantDep, services: ServicesDep) -> Ingest
             ended_at=u.ended_at,
             user_id=u.user_id,
             agent_id=u.agent_id,
+            source=u.source,
+            asr_confidence=u.asr_confidence,
             metadata=u.metadata,
         )
         for u in body.utterances
@@ -116,7 +119,7 @@ def get_conversation(
         started_at=conv.started_at,
         metadata=conv.metadata,
         turns=[
-            Turn(
+            TranscriptTurn(
                 utterance_id=u.id,
                 conversation_id=u.conversation_id,
                 speaker=u.speaker,
@@ -124,6 +127,9 @@ def get_conversation(
                 text=u.text,
                 started_at=u.started_at,
                 turn=u.turn,
+                ended_at=u.ended_at,
+                source=u.source,
+                asr_confidence=u.asr_confidence,
             )
             for u in turns
         ],

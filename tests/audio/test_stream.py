@@ -102,7 +102,10 @@ def test_speech_streamed_in_real_time_frames_becomes_searchable(live_server, tmp
         assert hits and hits[0]["utterance_id"] == final["utterance_id"]
         assert hits[0]["speaker"] == "Maya"
         transcript = httpx.get(f"{base}/v1/conversations/call-1", headers=AUTH, timeout=10)
-        assert [u["text"] for u in transcript.json()["turns"]] == [final["text"]]
+        (turn,) = transcript.json()["turns"]
+        assert turn["text"] == final["text"] and turn["source"] == "asr"
+        assert turn["asr_confidence"] == pytest.approx(final["confidence"])
+        assert turn["ended_at"] > turn["started_at"]
 
 
 def test_a_disconnect_mid_utterance_keeps_what_was_said(live_server, tmp_path: Path):

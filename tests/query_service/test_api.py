@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -161,3 +162,19 @@ def test_tenants_never_see_each_other(app_client) -> None:
         # bravo forgetting "maya" does not touch alpha's maya
         client.delete("/v1/users/maya", headers=b)
         assert client.get("/v1/conversations/maya-1", headers=a).status_code == 200
+
+
+def test_transcribed_utterances_keep_their_source_and_confidence(app_client) -> None:
+    body = batch("call-1", "maya", [("Maya", "user", "I moved to Lisbon in May.")])
+    utt = body["utterances"][0]  # type: ignore[index]
+    end = datetime.fromisoformat(utt["started_at"]) + timedelta(seconds=4)
+    utt.update(source="asr", asr_confidence=0.83, ended_at=end.isoformat())
+    with app_client() as client:
+        ingest(client, body)
+        (turn,) = client.get("/v1/conversations/call-1").json()["turns"]
+        assert turn["source"] == "asr" and turn["asr_confidence"] == pytest.approx(0.83)
+        assert datetime.fromisoformat(turn["ended_at"]) == end
+        utt.update(asr_confidence=1.5)
+        bad = client.post("/v1/utterances", json=body)
+        assert bad.status_code == 422 and "asr_confidence" in bad.text
+        assert bad.headers["content-type"].startswith("application/problem+json")
