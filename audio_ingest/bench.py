@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from audio_ingest.audio_io import float_to_pcm16
+from audio_ingest.audio_io import SAMPLE_RATE, float_to_pcm16
 from audio_ingest.protocols import Transcriber
-from audio_ingest.segmenter import SAMPLE_RATE, Segmenter
+from audio_ingest.segmenter import Segmenter
 from audio_ingest.session import StreamLimits, StreamSession, StreamStart
 from audio_ingest.speech_set import Spoken, spoken_set, word_error_rate
 from audio_ingest.transcriber import WhisperTranscriber

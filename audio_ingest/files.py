@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from audio_ingest.audio_io import AudioFileError, read_audio, resample
+from audio_ingest.audio_io import SAMPLE_RATE, AudioFileError, read_audio, resample
 from audio_ingest.protocols import Transcriber
-from audio_ingest.segmenter import SAMPLE_RATE, Segmenter
+from audio_ingest.segmenter import Segmenter
 from audio_ingest.vad import SileroVad
 from indexer.models import Role, Source, UtteranceIn
 

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from audio_ingest.audio_io import SAMPLE_RATE
 from audio_ingest.vad import WINDOW
 
 Scorer = Callable[[npt.NDArray[np.float32], npt.NDArray[np.float32]], npt.NDArray[np.float32]]
-SAMPLE_RATE = 16_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +76,11 @@ class Segmenter:
     def position(self) -> int:
         """Samples received so far."""
         return self._pos + self._pending.size
+
+    @property
+    def current_samples(self) -> int:
+        """Length of the utterance in progress (0 when none), without copying it."""
+        return self._utt_len if self._utt else 0
 
     def current(self) -> Segment | None:
         """The utterance in progress (for partial transcripts), or None."""

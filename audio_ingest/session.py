@@ -29,9 +29,9 @@ from typing import Any
 
 import numpy as np
 
-from audio_ingest.audio_io import pcm16_to_float
+from audio_ingest.audio_io import SAMPLE_RATE, pcm16_to_float
 from audio_ingest.protocols import Transcriber
-from audio_ingest.segmenter import SAMPLE_RATE, Segment, Segmenter
+from audio_ingest.segmenter import Segment, Segmenter
 from indexer.ingest import Ingestor
 from indexer.models import Role, Source, UtteranceIn
 
@@ -147,20 +147,20 @@ class StreamSession:
             self._worker.cancel()
 
     async def _maybe_partial(self) -> None:
-        current = self._segmenter.current()
-        if current is None:
+        spoken = self._segmenter.current_samples
+        if spoken == 0:
             self._last_partial = 0
             return
         interval = int(self._limits.partial_interval_s * SAMPLE_RATE)
-        if current.audio.size - self._last_partial >= interval and self._queue.empty():
-            self._last_partial = current.audio.size
-            self._queue.put_nowait(("partial", current))
+        if spoken - self._last_partial >= interval and self._queue.empty():
+            current = self._segmenter.current()  # the copy, only when a partial is due
+            if current is not None:
+                self._last_partial = spoken
+                self._queue.put_nowait(("partial", current))
 
     async def _check_lag(self) -> None:
-        behind = (self._segmenter.position - self._done_samples) / SAMPLE_RATE
-        if self._segmenter.in_speech:
-            current = self._segmenter.current()
-            behind -= 0 if current is None else current.audio.size / SAMPLE_RATE
+        pending = self._segmenter.position - self._done_samples
+        behind = (pending - self._segmenter.current_samples) / SAMPLE_RATE
         if behind > self._limits.max_lag_s and not self._lagging:
             self._lagging = True
             await self._emit(

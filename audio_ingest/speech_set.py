@@ -14,8 +14,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from audio_ingest.audio_io import read_audio, resample
-from audio_ingest.segmenter import SAMPLE_RATE
+from audio_ingest.audio_io import SAMPLE_RATE, read_audio, resample
 
 SENTENCES = (
     "My sister Priya is allergic to peanuts and shellfish.",

@@ -17,8 +17,6 @@ import numpy.typing as npt
 from audio_ingest.asr_models import resolve_whisper
 from audio_ingest.protocols import Transcript
 
-SAMPLE_RATE = 16_000
-
 
 class WhisperTranscriber:
     """faster-whisper. Thread-safe: calls are serialised (one model, 2 cores)."""

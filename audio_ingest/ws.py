@@ -34,8 +34,9 @@ from typing import Any
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
+from audio_ingest.audio_io import SAMPLE_RATE
 from audio_ingest.protocols import Transcriber
-from audio_ingest.segmenter import SAMPLE_RATE, Segmenter
+from audio_ingest.segmenter import Segmenter
 from audio_ingest.session import StreamError, StreamLimits, StreamSession, StreamStart
 from audio_ingest.vad import SileroVad
 from indexer.models import Role

@@ -20,7 +20,7 @@ import httpx
 from convmem.eval_cli import add_eval_command
 from convmem.settings import Settings
 from indexer.errors import IndexerError
-from indexer.loaders import LoadError, read_any
+from indexer.loaders import LoadError, read_any, utterance_to_dict
 from indexer.models import UtteranceIn
 
 DEFAULT_URL = "http://127.0.0.1:8080"
@@ -155,7 +155,7 @@ def _load_over_http(
     seq = 0
     with httpx.Client(base_url=url, headers=headers, timeout=120) as client:
         for chunk in _chunks(utterances, 500):
-            body = {"utterances": [_utterance_json(u) for u in chunk]}
+            body = {"utterances": [utterance_to_dict(u) for u in chunk]}
             resp = client.post("/v1/utterances", json=body)
             if resp.status_code >= 400:
                 raise ValueError(f"{resp.status_code}: {resp.json().get('detail', resp.text)}")
@@ -182,29 +182,6 @@ def _load_local(
     finally:
         for close in reversed(closers):
             close()
-
-
-def _utterance_json(u: UtteranceIn) -> dict[str, object]:
-    d: dict[str, object] = {
-        "id": u.id,
-        "conversation_id": u.conversation_id,
-        "speaker": u.speaker,
-        "role": u.role.value,
-        "text": u.text,
-        "started_at": u.started_at.isoformat(),
-    }
-    for name in ("user_id", "agent_id"):
-        if getattr(u, name) is not None:
-            d[name] = getattr(u, name)
-    if u.metadata:
-        d["metadata"] = dict(u.metadata)
-    if u.source.value != "text":
-        d["source"] = u.source.value
-    if u.asr_confidence is not None:
-        d["asr_confidence"] = u.asr_confidence
-    if u.ended_at is not None:
-        d["ended_at"] = u.ended_at.isoformat()
-    return d
 
 
 def _chunks(items: Sequence[UtteranceIn], n: int) -> Iterable[Sequence[UtteranceIn]]:

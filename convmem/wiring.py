@@ -65,22 +65,9 @@ def build_embedder(settings: Settings) -> Embedder:
 
 
 def search_params(settings: Settings) -> SearchParams:
-    """The ranking settings as the searcher's parameters."""
-    r = settings.ranking
+    """The ranking settings as the searcher's parameters (``RankingParams`` mirrors them)."""
     return SearchParams(
-        fusion=r.fusion,
-        rrf_k=r.rrf_k,
-        lexical_weight=r.lexical_weight,
-        candidates=r.candidates,
-        context_turns=r.context_turns,
-        dedupe_threshold=r.dedupe_threshold,
-        reserve_s=settings.budgets.reserve_ms / 1000,
-        lexical_stopwords=r.lexical_stopwords,
-        speaker_weight=r.speaker_weight,
-        neighbour_weight=r.neighbour_weight,
-        neighbour_window=r.neighbour_window,
-        neighbour_top=r.neighbour_top,
-        mmr_lambda=r.mmr_lambda,
+        **settings.ranking.model_dump(), reserve_s=settings.budgets.reserve_ms / 1000
     )
 
 
@@ -110,7 +97,7 @@ def build_services(settings: Settings, *, embedder: Embedder | None = None) -> S
         shard = build_shard(settings, embedder.dim)
         snap_dir = settings.data_dir / "index"
         view = settings.index.embed_view
-        vectors = vector_id(embedder.model_id, view)
+        vectors = vector_id(embedder.model_id, view)  # what the snapshot's vectors are
         try:
             info = load_snapshot(shard, snap_dir, model_id=vectors, dim=embedder.dim)
             _log.info("loaded snapshot: %d docs at seq %d", info.count, info.seq)

@@ -23,7 +23,7 @@ from typing import Any
 
 from eval.dataset import UNCATEGORISED, Dataset, EvalQuery, validate
 from eval.errors import DatasetError
-from indexer.loaders import LoadError, utterance_from_dict
+from indexer.loaders import LoadError, utterance_from_dict, utterance_to_dict
 from indexer.models import UtteranceIn
 
 _QUERY_FIELDS = {"type", "id", "text", "qrels", "category", "user_id"}
@@ -95,7 +95,7 @@ def write_jsonl_dataset(dataset: Dataset, path: Path) -> None:
 
 def _lines(dataset: Dataset) -> Iterable[dict[str, object]]:
     for u in dataset.utterances:
-        yield {"type": "utterance", **_utterance_dict(u)}
+        yield {"type": "utterance", **utterance_to_dict(u)}
     for q in dataset.queries:
         line: dict[str, object] = {"type": "query", "id": q.id, "text": q.text}
         line["qrels"] = dict(q.qrels)
@@ -104,22 +104,3 @@ def _lines(dataset: Dataset) -> Iterable[dict[str, object]]:
         if q.user_id is not None:
             line["user_id"] = q.user_id
         yield line
-
-
-def _utterance_dict(u: UtteranceIn) -> dict[str, object]:
-    d: dict[str, object] = {
-        "id": u.id,
-        "conversation_id": u.conversation_id,
-        "speaker": u.speaker,
-        "role": u.role.value,
-        "text": u.text,
-        "started_at": u.started_at.isoformat(),
-    }
-    if u.ended_at is not None:
-        d["ended_at"] = u.ended_at.isoformat()
-    for name in ("user_id", "agent_id"):
-        if getattr(u, name) is not None:
-            d[name] = getattr(u, name)
-    if u.metadata:
-        d["metadata"] = dict(u.metadata)
-    return d

@@ -57,10 +57,6 @@ class Ingestor:
         self._on_commit = on_commit
         self._view: EmbedView = view
 
-    @property
-    def vector_id(self) -> str:
-        return vector_id(self._embedder.model_id, self._view)
-
     def ingest(self, tenant: str, utterances: Sequence[UtteranceIn]) -> IngestResult:
         """Embed and upsert one batch; returns once it is durable in the store."""
         validate_batch(utterances)

@@ -2,7 +2,8 @@
 
 JSONL: one utterance per line with the fields of ``POST /v1/utterances`` (``id``,
 ``conversation_id``, ``speaker``, ``role``, ``text``, ``started_at``; optional ``user_id``,
-``agent_id``, ``ended_at``, ``metadata``).
+``agent_id``, ``ended_at``, ``source``, ``asr_confidence``, ``metadata``).
+``utterance_to_dict`` writes the same shape (for files and for the REST body).
 
 LoCoMo: a list of samples. Utterance id ``"{sample_id}:{dia_id}"``, conversation id
 ``"{sample_id}:session_{n}"``, user_id ``sample_id``; ``started_at`` is the session's date
@@ -20,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from indexer.models import Role, UtteranceIn
+from indexer.models import Role, Source, UtteranceIn
 
 
 class LoadError(ValueError):
@@ -54,8 +55,34 @@ def utterance_from_dict(d: dict[str, Any]) -> UtteranceIn:
         ended_at=_parse_time(d["ended_at"]) if d.get("ended_at") else None,
         user_id=d.get("user_id"),
         agent_id=d.get("agent_id"),
+        source=Source(d.get("source", Source.TEXT.value)),
+        asr_confidence=float(d["asr_confidence"]) if d.get("asr_confidence") is not None else None,
         metadata={str(k): str(v) for k, v in (d.get("metadata") or {}).items()},
     )
+
+
+def utterance_to_dict(u: UtteranceIn) -> dict[str, object]:
+    """``u`` as a JSONL line / ``POST /v1/utterances`` item (optional fields only when set)."""
+    d: dict[str, object] = {
+        "id": u.id,
+        "conversation_id": u.conversation_id,
+        "speaker": u.speaker,
+        "role": u.role.value,
+        "text": u.text,
+        "started_at": u.started_at.isoformat(),
+    }
+    if u.ended_at is not None:
+        d["ended_at"] = u.ended_at.isoformat()
+    for name in ("user_id", "agent_id"):
+        if getattr(u, name) is not None:
+            d[name] = getattr(u, name)
+    if u.source is not Source.TEXT:
+        d["source"] = u.source.value
+    if u.asr_confidence is not None:
+        d["asr_confidence"] = u.asr_confidence
+    if u.metadata:
+        d["metadata"] = dict(u.metadata)
+    return d
 
 
 def _parse_time(value: str) -> datetime:

@@ -10,9 +10,9 @@ moving average); a stage that would not fit is skipped and named in ``degraded``
 The query embedding runs on an executor, and the caller waits for it no longer than the
 deadline: a slow embedding is abandoned (named ``embed`` in ``degraded``) rather than allowed
 to overrun. (It is not overlapped with the lexical search: on 2 cores the embedding's own two
-threads and a concurrent BM25 search only slowed each other down.) The dense scan looks at the clock
-between chunks and stops when time is up (``dense_partial``). The answer is whatever the
-stages that ran produced: a 504 happens only when none could run.
+threads and a concurrent BM25 search only slowed each other down.) The dense scan looks at
+the clock between chunks and stops when time is up (``dense_partial``). The answer is
+whatever the stages that ran produced: a 504 happens only when none could run.
 """
 
 from __future__ import annotations

@@ -12,10 +12,26 @@ from pathlib import Path
 import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from pydantic import SecretStr
 
+from convmem.settings import PostgresSettings, Settings
 from indexer.embedded_pg import EmbeddedPostgres
 
 TEST_DATA = Path(__file__).parent / "data"
+
+
+def app_settings(
+    database_url: str, tmp_path: Path, keys: dict[str, str] | None = None, **settings: object
+) -> Settings:
+    """Settings for an app under test: this database, no demo data, these API keys."""
+    spec = ",".join(f"{k}:{t}" for k, t in (keys or {}).items())
+    return Settings(
+        data_dir=tmp_path / "data",
+        demo_data=False,
+        postgres=PostgresSettings(url=SecretStr(database_url)),
+        api_keys=SecretStr(spec) if spec else None,
+        **settings,  # type: ignore[arg-type]
+    )
 
 
 @pytest.fixture(scope="session")

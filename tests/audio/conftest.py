@@ -15,20 +15,17 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 import uvicorn
-from pydantic import SecretStr
 
-from audio_ingest.audio_io import read_audio, resample
+from audio_ingest.audio_io import SAMPLE_RATE, read_audio, resample
 from audio_ingest.protocols import Transcriber
 from audio_ingest.speech_set import espeak_available
 from audio_ingest.speech_set import speak as speak_to
 from audio_ingest.transcriber import WhisperTranscriber
-from convmem.settings import PostgresSettings, Settings
 from convmem.wiring import audio_router_for, build_services
 from indexer.embedders import load_embedder
 from indexer.protocols import Embedder
 from query_service.app import create_app
-
-SAMPLE_RATE = 16_000
+from tests.conftest import app_settings
 
 
 def speak(text: str, path: Path, **kw: Any) -> Path:
@@ -66,14 +63,7 @@ def live_server(
 
     @contextmanager
     def make(*, keys: dict[str, str] | None = None, **settings: object) -> Iterator[str]:
-        spec = ",".join(f"{k}:{t}" for k, t in (keys or {}).items())
-        cfg = Settings(
-            data_dir=tmp_path / "data",
-            demo_data=False,
-            postgres=PostgresSettings(url=SecretStr(database_url)),
-            api_keys=SecretStr(spec) if spec else None,
-            **settings,  # type: ignore[arg-type]
-        )
+        cfg = app_settings(database_url, tmp_path, keys, **settings)
         router = audio_router_for(cfg, load_transcriber=lambda: tiny_en)
         app = create_app(
             services_factory=lambda: build_services(cfg, embedder=embedder),

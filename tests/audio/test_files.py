@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from audio_ingest.audio_io import SAMPLE_RATE
 from audio_ingest.files import transcribe_file
 from convmem.cli import main
 from indexer.pg_store import PgStore
-from tests.audio.conftest import SAMPLE_RATE, speech_16k
+from tests.audio.conftest import speech_16k
 
 pytestmark = pytest.mark.integration
 

@@ -14,9 +14,9 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from audio_ingest.audio_io import float_to_pcm16
+from audio_ingest.audio_io import SAMPLE_RATE, float_to_pcm16
 from audio_ingest.session import silence
-from tests.audio.conftest import SAMPLE_RATE, speech_16k
+from tests.audio.conftest import speech_16k
 
 pytestmark = pytest.mark.integration
 

@@ -11,13 +11,12 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 from fastapi.testclient import TestClient
-from pydantic import SecretStr
 
-from convmem.settings import PostgresSettings, Settings
 from convmem.wiring import build_services
 from indexer.embedders import load_embedder
 from indexer.protocols import Embedder
 from query_service.app import create_app
+from tests.conftest import app_settings
 
 
 class CountingEmbedder:
@@ -58,14 +57,7 @@ def app_client(
     def make(
         *, keys: dict[str, str] | None = None, embedder: Embedder | None = None, **settings: object
     ) -> Iterator[TestClient]:
-        spec = ",".join(f"{k}:{t}" for k, t in (keys or {}).items())
-        cfg = Settings(
-            data_dir=tmp_path / "data",
-            demo_data=False,
-            postgres=PostgresSettings(url=SecretStr(database_url)),
-            api_keys=SecretStr(spec) if spec else None,
-            **settings,  # type: ignore[arg-type]
-        )
+        cfg = app_settings(database_url, tmp_path, keys, **settings)
         emb = embedder or real_embedder
         app = create_app(
             services_factory=lambda: build_services(cfg, embedder=emb), api_keys=cfg.key_map()
