@@ -96,6 +96,15 @@ class RankingParams(BaseModel):
     neighbour_window: int = Field(default=_D.neighbour_window, ge=1, le=10)
     neighbour_top: int = Field(default=_D.neighbour_top, ge=1, le=1000)
     mmr_lambda: float | None = Field(default=_D.mmr_lambda, ge=0, le=1)
+    window_weight: float = Field(
+        default=_D.window_weight, ge=0, le=1, description="BM25: weight of the window key"
+    )
+    dense_speaker_scope: bool = Field(
+        default=_D.dense_speaker_scope, description="dense: only the one speaker a query names"
+    )
+    question_weight: float = Field(
+        default=_D.question_weight, ge=0, le=1, description="score factor for question turns"
+    )
 
 
 class IndexSettings(BaseModel):

@@ -16,7 +16,8 @@ Parameters (all optional; unset means the engine's configured value): ``fusion``
 "convex"), ``rrf_k``, ``lexical_weight``, ``candidates``, ``context_turns``,
 ``dedupe_threshold`` (null turns near-duplicate collapsing off), the ranking stages
 ``lexical_stopwords`` (true/false), ``speaker_weight`` (0 off), ``neighbour_weight`` (0 off),
-``neighbour_window``, ``neighbour_top`` and ``mmr_lambda`` (null off), and ``budget_ms`` (the
+``neighbour_window``, ``neighbour_top``, ``mmr_lambda`` (null off), ``window_weight`` (0 off),
+``dense_speaker_scope`` (true/false) and ``question_weight`` (1 off), and ``budget_ms`` (the
 latency budget of each query, 1000 by default so relevance is measured unhurried).
 """
 
@@ -55,6 +56,9 @@ PLAIN: dict[str, ParamValue] = {
     "lexical_stopwords": False,
     "speaker_weight": 0.0,
     "neighbour_weight": 0.0,
+    "window_weight": 0.0,
+    "dense_speaker_scope": False,
+    "question_weight": 1.0,
 }
 
 BUILTIN_CONFIGS: dict[str, EvalConfig] = {
@@ -72,6 +76,9 @@ BUILTIN_CONFIGS: dict[str, EvalConfig] = {
         EvalConfig("hybrid-no-stopwords", "hybrid", {"lexical_stopwords": False}),
         EvalConfig("hybrid-no-speaker", "hybrid", {"speaker_weight": 0.0}),
         EvalConfig("hybrid-no-neighbours", "hybrid", {"neighbour_weight": 0.0}),
+        EvalConfig("hybrid-no-window", "hybrid", {"window_weight": 0.0}),
+        EvalConfig("hybrid-no-speaker-dense", "hybrid", {"dense_speaker_scope": False}),
+        EvalConfig("hybrid-no-question-prior", "hybrid", {"question_weight": 1.0}),
         EvalConfig("hybrid-equal-weights", "hybrid", {"lexical_weight": 0.5}),
         EvalConfig("hybrid-rrf-fusion", "hybrid", {"fusion": "rrf"}),
         EvalConfig("hybrid-mmr", "hybrid", {"mmr_lambda": 0.85}),
@@ -86,6 +93,9 @@ ABLATION_CONFIGS = (
     "hybrid-no-stopwords",
     "hybrid-no-speaker",
     "hybrid-no-neighbours",
+    "hybrid-no-window",
+    "hybrid-no-speaker-dense",
+    "hybrid-no-question-prior",
     "hybrid-equal-weights",
     "hybrid-rrf-fusion",
     "hybrid-mmr",
@@ -148,6 +158,9 @@ PARAMS: dict[str, Callable[[object], ParamValue]] = {
     "neighbour_window": _number(1, 10, integer=True),
     "neighbour_top": _number(1, 1000, integer=True),
     "mmr_lambda": _optional_number(0.0, 1.0),
+    "window_weight": _number(0.0, 1.0),
+    "dense_speaker_scope": _flag,
+    "question_weight": _number(0.0, 1.0),
 }
 
 

@@ -46,6 +46,7 @@ _SPEAKER = "speaker"
 _ROLE = "role"
 _STARTED_AT = "started_at"
 _SPEAKER_TEXT = "speaker_text"  # the speaker's name, analysed like the text (for name queries)
+_WINDOW = "window"  # the turn before and this one, analysed like the text (the window key)
 _KEYWORD_FIELDS = (_TENANT, _USER_ID, _CONVERSATION_ID, _SPEAKER, _ROLE)
 
 # The text field's analyzer is registered under a private name, and the very same pipeline
@@ -77,6 +78,7 @@ def _build_schema() -> tantivy.Schema:
     builder.add_integer_field(_UID, stored=True, indexed=True, fast=True)
     builder.add_text_field(_TEXT, tokenizer_name=_TEXT_TOKENIZER, index_option="position")
     builder.add_text_field(_SPEAKER_TEXT, tokenizer_name=_TEXT_TOKENIZER, index_option="freq")
+    builder.add_text_field(_WINDOW, tokenizer_name=_TEXT_TOKENIZER, index_option="freq")
     for name in _KEYWORD_FIELDS:
         builder.add_text_field(name, tokenizer_name="raw", index_option="basic")
     # float64: exact for sub-second timestamps, so inclusive bounds behave as in `Filters`.
@@ -96,6 +98,7 @@ def _to_document(doc: IndexDoc) -> tantivy.Document:
     out = tantivy.Document()
     out.add_integer(_UID, doc.uid)
     out.add_text(_TEXT, doc.text)
+    out.add_text(_WINDOW, f"{doc.context}\n{doc.text}" if doc.context else doc.text)
     out.add_text(_TENANT, doc.tenant)
     if doc.user_id is not None:  # absent, so that no user_id filter matches it
         out.add_text(_USER_ID, doc.user_id)
@@ -211,7 +214,10 @@ class TantivyBM25Index:
         of the query, unless that would leave nothing. With ``options.speaker_weight`` > 0, a
         query term that names a speaker within ``filters`` matches the speaker's name (scaled
         by that weight) instead of the text: "what does Melanie do to relax" then favours what
-        Melanie said, not the turns where someone else says "Thanks, Melanie!".
+        Melanie said, not the turns where someone else says "Thanks, Melanie!". With
+        ``options.key == "window"`` the other terms are matched against the window key, the
+        turn before each document and the document as one text (``IndexDoc.context``): a reply
+        ("Yes, twice, with my sister") is then found by the words of the question it answers.
         """
         if k < 0:
             raise ValueError(f"k must be non-negative, got {k}")
@@ -252,6 +258,7 @@ class TantivyBM25Index:
         options: LexicalOptions,
     ) -> tantivy.Query | None:
         speaker_weight = options.speaker_weight
+        text_field = _WINDOW if options.key == "window" else _TEXT
         counts = Counter(self._analyzer.analyze(query))
         if options.drop_stopwords:
             content = Counter({t: c for t, c in counts.items() if t not in self._stop_terms})
@@ -269,7 +276,7 @@ class TantivyBM25Index:
             if term in names:  # it names a speaker: match who spoke, not what was said
                 field_name, boost = _SPEAKER_TEXT, count * speaker_weight
             else:
-                field_name, boost = _TEXT, float(count)
+                field_name, boost = text_field, float(count)
             clause = tantivy.Query.term_query(self._schema, field_name, term, index_option="freq")
             if boost != 1.0:
                 clause = tantivy.Query.boost_query(clause, boost)

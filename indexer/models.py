@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -103,6 +105,10 @@ class IndexDoc:
     started_at: float  # unix seconds
     text: str
     embedding: npt.NDArray[np.float32]
+    #: the text of the turn before this one in its conversation ("" for the first turn): what
+    #: this turn answers. The index shard fills it in; BM25 indexes it, with ``text``, as the
+    #: window key (``LexicalOptions.key``).
+    context: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,15 +171,22 @@ class LexicalOptions:
     ``drop_stopwords``: leave English function words (``indexer.stopwords``) out of the query,
     unless nothing would remain. ``speaker_weight`` > 0: a query term that names a speaker
     within the search's filters matches the speaker's name, scaled by this weight, instead of
-    the text.
+    the text. ``key`` is what is searched: ``"turn"``, the utterance's own text, or
+    ``"window"``, the turn before it (``IndexDoc.context``) and the utterance together as one
+    document, so a reply is also found by the words of the question it answers.
     """
 
     drop_stopwords: bool = False
     speaker_weight: float = 0.0
+    key: Literal["turn", "window"] = "turn"
 
     def __post_init__(self) -> None:
-        if self.speaker_weight < 0:
-            raise ValueError(f"speaker_weight must be non-negative, got {self.speaker_weight}")
+        if not (self.speaker_weight >= 0 and math.isfinite(self.speaker_weight)):
+            raise ValueError(
+                f"speaker_weight must be a finite number >= 0, got {self.speaker_weight}"
+            )
+        if self.key not in ("turn", "window"):
+            raise ValueError(f"key must be 'turn' or 'window', got {self.key!r}")
 
 
 #: No lexical stage: plain BM25 over every query term.

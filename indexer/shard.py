@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import bisect
 import threading
+from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import numpy as np
@@ -19,6 +20,10 @@ import numpy.typing as npt
 from indexer.models import PLAIN_BM25, Change, Filters, IndexDoc, LexicalOptions, Role
 from indexer.protocols import LexicalIndex, VectorIndex
 from ranking.hits import Hits
+
+# The key of a tenant's speaker counts over all its users. No user id equals it: PostgreSQL
+# text cannot hold a NUL character.
+_ALL_USERS = "\x00all"
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +54,8 @@ class IndexShard:
         self.vector = vector
         self._docs: dict[int, DocRecord] = {}
         self._turns: dict[tuple[str, str], list[tuple[float, int, int]]] = {}
+        # live utterances per speaker name, per (tenant, user) and per tenant
+        self._speakers: dict[tuple[str, str | None], Counter[str]] = {}
         self._seq = 0
         self._lock = threading.RLock()
 
@@ -61,7 +68,13 @@ class IndexShard:
         return len(self._docs)
 
     def apply(self, changes: Sequence[Change]) -> int:
-        """Apply changes (in ``seq`` order) to every index; return the covered ``seq``."""
+        """Apply changes (in ``seq`` order) to every index; return the covered ``seq``.
+
+        Each document's context key (``IndexDoc.context``) is the text of the turn before it,
+        read from the turn order once the batch is applied. A turn whose previous turn changed
+        (inserted before it, edited or deleted) is re-keyed in the lexical index too, so a
+        deleted utterance's words leave the index entirely.
+        """
         if not changes:
             return self._seq
         upserts: dict[int, IndexDoc] = {}
@@ -78,32 +91,82 @@ class IndexShard:
                 deletes.discard(change.uid)
                 records[change.uid] = record
         with self._lock:
+            followers = {self._next_uid(uid) for uid in records}  # under the old order
+            for uid, rec in records.items():
+                self._set_record(uid, rec)
+            followers |= {self._next_uid(uid) for uid in upserts}  # under the new order
+            docs = [replace(doc, context=self._previous_text(uid)) for uid, doc in upserts.items()]
+            rekeyed = self._rekeyed(
+                sorted(u for u in followers if u is not None and u not in records)
+            )
             if deletes:
                 self.lexical.delete(sorted(deletes))
                 self.vector.delete(sorted(deletes))
-            if upserts:
-                docs = list(upserts.values())
-                self.lexical.upsert(docs)
+            if docs:
                 self.vector.upsert(docs)
+            if docs or rekeyed:
+                self.lexical.upsert(docs + rekeyed)
             self.lexical.refresh()
-            for uid, rec in records.items():
-                self._set_record(uid, rec)
             self._seq = max(self._seq, changes[-1].seq)
         return self._seq
 
     def load(self, docs: Sequence[IndexDoc], records: Sequence[DocRecord], seq: int) -> None:
-        """Bulk-load documents (from a snapshot or a full scan) and set the covered ``seq``."""
+        """Bulk-load documents (from a snapshot or a full scan) and set the covered ``seq``.
+
+        The documents' context keys are filled in from the loaded turn order.
+        """
         with self._lock:
-            self.vector.upsert(docs)
-            self.lexical.upsert(docs)
-            self.lexical.refresh()
             for rec in records:
                 self._set_record(rec.uid, rec)
+            keyed = [replace(doc, context=self._previous_text(doc.uid)) for doc in docs]
+            self.vector.upsert(keyed)
+            self.lexical.upsert(keyed)
+            self.lexical.refresh()
             self._seq = max(self._seq, seq)
+
+    def _next_uid(self, uid: int) -> int | None:
+        """The live turn after ``uid`` in its conversation, if any."""
+        rec = self._docs.get(uid)
+        if rec is None:
+            return None
+        turns = self._turns.get((rec.tenant, rec.conversation_id), [])
+        i = bisect.bisect_right(turns, rec.order_key)
+        return turns[i][2] if i < len(turns) else None
+
+    def _previous_text(self, uid: int) -> str:
+        before = self.context(uid, before=1, after=0)
+        return before[0].text if before else ""
+
+    def _rekeyed(self, uids: list[int]) -> list[IndexDoc]:
+        """Lexical documents for live ``uids`` with their context keys read afresh."""
+        live = [self._docs[u] for u in uids if u in self._docs]
+        if not live:
+            return []
+        vectors = self.vector.vectors_for([r.uid for r in live])
+        return [
+            IndexDoc(
+                uid=r.uid,
+                tenant=r.tenant,
+                user_id=r.user_id,
+                conversation_id=r.conversation_id,
+                speaker=r.speaker,
+                role=r.role,
+                started_at=r.started_at.timestamp(),
+                text=r.text,
+                embedding=vectors[i],
+                context=self._previous_text(r.uid),
+            )
+            for i, r in enumerate(live)
+        ]
 
     def _set_record(self, uid: int, rec: DocRecord | None) -> None:
         old = self._docs.pop(uid, None)
         if old is not None:
+            for key in ((old.tenant, old.user_id), (old.tenant, _ALL_USERS)):
+                counts = self._speakers[key]
+                counts[old.speaker] -= 1
+                if counts[old.speaker] <= 0:
+                    del counts[old.speaker]
             turns = self._turns.get((old.tenant, old.conversation_id))
             if turns is not None:
                 i = bisect.bisect_left(turns, old.order_key)
@@ -111,6 +174,8 @@ class IndexShard:
                     del turns[i]
         if rec is not None:
             self._docs[uid] = rec
+            for key in ((rec.tenant, rec.user_id), (rec.tenant, _ALL_USERS)):
+                self._speakers.setdefault(key, Counter())[rec.speaker] += 1
             bisect.insort(
                 self._turns.setdefault((rec.tenant, rec.conversation_id), []), rec.order_key
             )
@@ -132,6 +197,12 @@ class IndexShard:
         self, vector: npt.NDArray[np.float32], k: int, *, filters: Filters, timeout_s: float
     ) -> Hits:
         return self.vector.search(vector, k, filters=filters, timeout_s=timeout_s)
+
+    def speakers(self, tenant: str, user_id: str | None = None) -> list[str]:
+        """The speakers of the live utterances of ``user_id`` (None: of the whole tenant)."""
+        with self._lock:
+            counts = self._speakers.get((tenant, _ALL_USERS if user_id is None else user_id))
+            return sorted(counts) if counts else []
 
     def records(self, uids: Iterable[int]) -> list[DocRecord | None]:
         docs = self._docs

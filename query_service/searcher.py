@@ -1,7 +1,7 @@
 """`Searcher`: the query pipeline under one latency budget.
 
-    read-your-writes wait ─▶ lexical ─▶ embed query ─▶ dense ─▶ fuse ─▶ neighbours
-                          ─▶ rerank ─▶ context
+    read-your-writes wait ─▶ lexical (turn + window keys) ─▶ embed query ─▶ dense
+                          ─▶ fuse ─▶ neighbours ─▶ question prior ─▶ rerank ─▶ context
 
 Each stage is timed. Before a stage runs, the searcher compares what is left of the deadline
 (less a reserve for serialisation) with that stage's recent cost (an exponentially weighted
@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal, TypeVar
 
 import numpy as np
@@ -33,7 +33,8 @@ from indexer.protocols import Embedder
 from indexer.shard import DocRecord, IndexShard
 from query_service.deadline import Deadline
 from query_service.errors import DeadlineExceeded
-from ranking import convex, dedupe, mmr, rrf, spread_to_neighbours
+from query_service.query_analysis import named_speakers
+from ranking import convex, damp, dedupe, is_question, mmr, rrf, spread_to_neighbours
 from ranking.hits import Hits
 
 Mode = Literal["hybrid", "lexical", "dense"]
@@ -47,7 +48,7 @@ class SearchParams:
     fusion: Literal["rrf", "convex"] = "convex"
     rrf_k: int = 60
     #: convex fusion: the lexical run's weight (the dense run gets 1 - this)
-    lexical_weight: float = 0.7
+    lexical_weight: float = 0.6
     candidates: int = 100
     context_turns: int = 2
     dedupe_threshold: float | None = None
@@ -56,14 +57,21 @@ class SearchParams:
     lexical_stopwords: bool = True
     #: lexical: > 0 routes query terms that name a speaker to the speaker field, this weight
     speaker_weight: float = 1.0
+    #: lexical: > 0 also searches the window key (each turn with the turn before it) and
+    #: gives that run this weight against the turn's own text (convex, min-max)
+    window_weight: float = 0.5
     #: > 0 spreads this share of a hit's score to the turns around it (``ranking.neighbours``)
-    neighbour_weight: float = 0.5
+    neighbour_weight: float = 0.4
     #: how many turns on each side receive a share
     neighbour_window: int = 2
     #: how many of the best fused hits spread
     neighbour_top: int = 10
     #: MMR diversification over the top 3k (None: off); lambda in [0, 1], 1 = relevance only
     mmr_lambda: float | None = None
+    #: dense: when the query names exactly one speaker of the scope, search only their turns
+    dense_speaker_scope: bool = True
+    #: the scores of turns that are questions are multiplied by this (1: off)
+    question_weight: float = 0.7
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,16 +192,7 @@ class Searcher:
         n = max(k, p.candidates)
         runs: list[Hits] = []
         if mode in ("hybrid", "lexical"):
-            lex = run(
-                "lexical",
-                lambda: self._shard.search_lexical(
-                    query,
-                    n,
-                    filters=filters,
-                    timeout_s=usable.remaining(),
-                    options=LexicalOptions(p.lexical_stopwords, p.speaker_weight),
-                ),
-            )
+            lex = run("lexical", lambda: self._lexical(query, n, filters, usable))
             if lex is not None:
                 runs.append(lex)
         pending: Future[tuple[npt.NDArray[np.float32], float]] | None = None
@@ -209,10 +208,11 @@ class Searcher:
                 result.degraded += ["embed", "dense"]
             else:
                 result.timings_ms["embed"] = round(took * 1000, 3)
+                dense_filters = self._dense_scope(query, filters)
                 dense = run(
                     "dense",
                     lambda: self._shard.search_dense(
-                        qvec, n, filters=filters, timeout_s=usable.remaining()
+                        qvec, n, filters=dense_filters, timeout_s=usable.remaining()
                     ),
                 )
                 if dense is not None:
@@ -230,11 +230,54 @@ class Searcher:
         if p.neighbour_weight > 0 and len(fused):
             spread = run("neighbours", lambda: self._spread(fused, filters))
             fused = fused if spread is None else spread
+        if p.question_weight < 1 and len(fused):
+            damped = run("question_prior", lambda: self._damp_questions(fused))
+            fused = fused if damped is None else damped
         fused = self._rerank(fused, k, result, usable)
         fused = fused.top(k)
         self._hydrate(fused, result, deadline)
         result.index_seq = self._shard.seq
         return result
+
+    def _lexical(self, query: str, n: int, filters: Filters, usable: Deadline) -> Hits:
+        """BM25 over the turns; with ``window_weight`` > 0, fused with BM25 over the windows."""
+        p = self._params
+        keys: list[Literal["turn", "window"]] = ["turn"]
+        if p.window_weight > 0:
+            keys.append("window")
+        runs = [
+            self._shard.search_lexical(
+                query,
+                n,
+                filters=filters,
+                timeout_s=usable.remaining(),
+                options=LexicalOptions(p.lexical_stopwords, p.speaker_weight, key),
+            )
+            for key in keys
+        ]
+        if len(runs) == 1:
+            return runs[0]
+        return convex(runs, weights=[1.0 - p.window_weight, p.window_weight], limit=n)
+
+    def _dense_scope(self, query: str, filters: Filters) -> Filters:
+        """``filters``, narrowed to the one speaker the query names (``dense_speaker_scope``).
+
+        The dense counterpart of BM25's speaker routing: "What does Melanie do to relax?"
+        embeds close to every turn about relaxing, whoever said it, so the dense search looks
+        only at Melanie's turns. A query naming two speakers (or none) is not narrowed, nor
+        is one whose named speaker the filters exclude.
+        """
+        if not self._params.dense_speaker_scope:
+            return filters
+        names = named_speakers(query, self._shard.speakers(filters.tenant, filters.user_id))
+        if len(names) != 1 or (filters.speakers and names[0] not in filters.speakers):
+            return filters
+        return replace(filters, speakers=names)
+
+    def _damp_questions(self, hits: Hits) -> Hits:
+        mask = [rec is not None and is_question(rec.text) for rec in self._shard.records(hits.ids)]
+        base = Hits(hits.ids, np.maximum(hits.scores, 0.0), hits.exhaustive)
+        return damp(base, mask, factor=self._params.question_weight)
 
     def _fuse(self, runs: list[Hits], result: SearchResult) -> Hits:
         p = self._params

@@ -9,12 +9,15 @@ from ranking.hits import Hits
 from ranking.mmr import mmr
 from ranking.neighbours import spread_to_neighbours
 from ranking.normalize import min_max, z_score
+from ranking.question_prior import damp, is_question
 from ranking.rrf import rrf
 
 __all__ = [
     "convex",
+    "damp",
     "dedupe",
     "Hits",
+    "is_question",
     "min_max",
     "mmr",
     "rrf",

@@ -72,3 +72,35 @@ def test_name_routing_is_decided_within_the_tenant() -> None:
     index.refresh()
     hits = index.search("paris trip", 3, filters=ACME, timeout_s=1, options=Opt(speaker_weight=1.0))
     assert hits.ids.tolist() == [2]  # still matched as text: acme has no speaker Paris
+
+
+def test_the_window_key_finds_a_reply_by_the_question_it_answers() -> None:
+    from dataclasses import replace
+
+    index = TantivyBM25Index()
+    question = make_doc(1, "what do you do for fun", speaker="ann")
+    answer = replace(make_doc(2, "painting mostly", speaker="bob"), context=question.text)
+    other = replace(make_doc(3, "my car broke down", speaker="ann"), context=answer.text)
+    index.upsert([question, answer, other])
+    index.refresh()
+    turn = index.search("fun", 3, filters=ACME, timeout_s=1)
+    window = index.search("fun", 3, filters=ACME, timeout_s=1, options=Opt(key="window"))
+    assert turn.ids.tolist() == [1]  # the turn key: only the question says "fun"
+    assert sorted(window.ids.tolist()) == [1, 2]  # the window key: its reply too
+    # the reply's window is longer ("what do you do for fun" + "painting mostly"), so BM25's
+    # length normalisation ranks the question, whose window is itself, first
+    assert window.ids.tolist() == [1, 2] and window.scores[0] > window.scores[1]
+    # a name still matches who spoke, not the text of the window
+    named = index.search(
+        "bob fun", 3, filters=ACME, timeout_s=1, options=Opt(speaker_weight=1.0, key="window")
+    )
+    assert named.ids.tolist()[0] == 2
+
+
+def test_lexical_options_are_checked() -> None:
+    import pytest
+
+    with pytest.raises(ValueError, match="key"):
+        Opt(key="sentence")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="speaker_weight"):
+        Opt(speaker_weight=float("nan"))

@@ -167,3 +167,51 @@ def test_tailer_keeps_the_shard_fresh_and_waits_for_seq(database_url: str) -> No
     finally:
         tailer.stop()
         store.close()
+
+
+def window_ids(shard: IndexShard, q: str) -> list[int]:
+    from indexer.models import LexicalOptions
+
+    hits = shard.search_lexical(
+        q, 10, filters=Filters(tenant="t"), timeout_s=1, options=LexicalOptions(key="window")
+    )
+    return sorted(int(i) for i in hits.ids)
+
+
+def test_the_window_key_follows_inserts_edits_and_deletes() -> None:
+    shard = new_shard()
+    shard.apply([change(1, 1, 0, "what about Lisbon"), change(2, 2, 2, "we fly in May")])
+    assert window_ids(shard, "lisbon") == [1, 2]  # turn 2's window holds turn 1
+    # a turn inserted between them: turn 2 is re-keyed, its window is now the new turn
+    shard.apply([change(3, 3, 1, "and the dentist")])
+    assert window_ids(shard, "lisbon") == [1, 3]
+    assert window_ids(shard, "dentist") == [2, 3]
+    # an edit of the new turn reaches its follower's window
+    shard.apply([change(4, 3, 1, "and the plumber")])
+    assert window_ids(shard, "dentist") == []
+    assert window_ids(shard, "plumber") == [2, 3]
+    # a delete takes the words out of the follower's window too: nothing still says "plumber"
+    shard.apply([change(5, 3, 1, "", deleted=True)])
+    assert window_ids(shard, "plumber") == []
+    assert window_ids(shard, "lisbon") == [1, 2]  # turn 2 follows turn 1 again
+
+
+def test_the_window_key_is_filled_on_load_and_from_a_snapshot(tmp_path: Path) -> None:
+    shard = new_shard()
+    shard.apply([change(i + 1, i + 1, i, t) for i, t in enumerate(TEXTS[:3])])
+    save_snapshot(shard, tmp_path / "snap", model_id="m", dim=DIM)
+    restored = new_shard()
+    load_snapshot(restored, tmp_path / "snap", model_id="m", dim=DIM)
+    # "peanut" is turn 2's own word and turn 3's previous turn
+    assert window_ids(shard, "peanut") == window_ids(restored, "peanut") == [2, 3]
+
+
+def test_speakers_are_counted_per_user_and_per_tenant() -> None:
+    shard = new_shard()
+    shard.apply([change(1, 1, 0, "hello"), change(2, 2, 1, "again")])
+    assert shard.speakers("t", "maya") == ["Maya"] and shard.speakers("t") == ["Maya"]
+    assert shard.speakers("t", "someone-else") == [] and shard.speakers("other") == []
+    shard.apply([change(3, 1, 0, "", deleted=True)])
+    assert shard.speakers("t", "maya") == ["Maya"]  # one utterance of Maya's is left
+    shard.apply([change(4, 2, 1, "", deleted=True)])
+    assert shard.speakers("t", "maya") == [] and shard.speakers("t") == []

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from concurrent.futures import Executor, Future
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import pytest
@@ -231,18 +233,22 @@ def test_a_partial_dense_scan_is_named() -> None:
         deadline=Deadline.after_ms(10, clock=clock),
     )
     # 40 one-row chunks at 1 ms each cannot fit 10 ms: the scan stops, and says so (and the
-    # budget is then spent, so neighbour spreading and the context turns are skipped too)
-    assert r.degraded == ["dense_partial", "neighbours", "context"] and len(r.hits) == 3
+    # budget is then spent, so neighbour spreading, the question prior and the context turns
+    # are skipped too)
+    assert r.degraded == ["dense_partial", "neighbours", "question_prior", "context"]
+    assert len(r.hits) == 3
 
 
-def conversation_shard() -> IndexShard:
+CONVERSATION = [
+    ("ann", "what do you do for fun"),
+    ("bob", "painting mostly, and some pottery"),
+    ("ann", "the weather was awful today"),
+    ("bob", "my car broke down again"),
+]
+
+
+def conversation_shard(turns: list[tuple[str, str]] = CONVERSATION) -> IndexShard:
     """One conversation: a question by ann, its answer by bob, then unrelated turns."""
-    turns = [
-        ("ann", "what do you do for fun"),
-        ("bob", "painting mostly, and some pottery"),
-        ("ann", "the weather was awful today"),
-        ("bob", "my car broke down again"),
-    ]
     s = IndexShard(lexical=TantivyBM25Index(), vector=FaissVectorIndex(dim=DIM))
     docs, records = [], []
     for i, (speaker, text) in enumerate(turns):
@@ -271,6 +277,11 @@ def conversation_shard() -> IndexShard:
     return s
 
 
+def ONLY_SPREADING(**params: Any) -> SearchParams:  # noqa: N802  (reads as a constant)
+    """The other stages that could find the answer (the window key) or move it, off."""
+    return SearchParams(**{"window_weight": 0.0, "question_weight": 1.0, **params})
+
+
 def test_neighbour_spreading_finds_the_answer_and_respects_filters() -> None:
     s = conversation_shard()
 
@@ -286,14 +297,117 @@ def test_neighbour_spreading_finds_the_answer_and_respects_filters() -> None:
 
     everyone = Filters(tenant="t")
     # without spreading only the question has the word
-    assert search(SearchParams(neighbour_weight=0.0), everyone) == ["what do you do for fun"]
+    assert search(ONLY_SPREADING(neighbour_weight=0.0), everyone) == ["what do you do for fun"]
     # with it, the answer one turn later (and the turn after it, two away) come along
-    spread = search(SearchParams(neighbour_weight=0.5, neighbour_window=2), everyone)
+    spread = search(ONLY_SPREADING(neighbour_weight=0.5, neighbour_window=2), everyone)
     assert spread[:2] == ["what do you do for fun", "painting mostly, and some pottery"]
     assert spread[2] == "the weather was awful today"
     # a neighbour outside the filters is never added: bob's answer is out of scope
     anns = search(
-        SearchParams(neighbour_weight=0.5, neighbour_window=2),
+        ONLY_SPREADING(neighbour_weight=0.5, neighbour_window=2),
         Filters(tenant="t", speakers=("ann",)),
     )
     assert anns == ["what do you do for fun", "the weather was awful today"]
+
+
+def test_the_window_key_finds_the_answer_without_spreading() -> None:
+    s = conversation_shard()
+    searcher = Searcher(
+        shard=s,
+        embedder=SlowEmbedder(FakeClock(), 0.0),
+        params=SearchParams(neighbour_weight=0.0, question_weight=1.0, window_weight=0.5),
+    )
+    try:
+        r = searcher.search(
+            "fun",
+            k=3,
+            mode="lexical",
+            filters=Filters(tenant="t"),
+            deadline=Deadline.after_ms(1000),
+        )
+    finally:
+        searcher.close()
+    # min-max within each key: turn key {q: 1}, window key {q: 1, answer: 0 (the lowest)};
+    # 0.5 * 1 + 0.5 * 1 = 1 for the question, 0.5 * 0 + 0.5 * 0 = 0 for the answer
+    assert [h.record.text for h in r.hits] == [
+        "what do you do for fun",
+        "painting mostly, and some pottery",
+    ]
+    assert r.hits[0].score == pytest.approx(1.0)
+
+
+class PointEmbedder:
+    """Embeds every query as the unit vector of dimension ``axis``."""
+
+    dim = DIM
+    model_id = "point"
+
+    def __init__(self, axis: int) -> None:
+        self.axis = axis
+
+    def embed_batch(self, texts: Sequence[str]) -> np.ndarray:
+        return np.stack([self.embed_query(t) for t in texts])
+
+    def embed_query(self, text: str) -> np.ndarray:
+        v = np.zeros(DIM, np.float32)
+        v[self.axis] = 1.0
+        return v
+
+
+def test_the_dense_search_keeps_to_the_one_speaker_a_query_names() -> None:
+    s = conversation_shard()  # turn i's vector is the unit vector of dimension i
+
+    # the query embeds as turn 1 (bob's answer): the closest turn overall is bob's
+    def dense(query: str, scope: bool, filters: Filters | None = None) -> list[str]:
+        searcher = Searcher(
+            shard=s,
+            embedder=PointEmbedder(1),
+            params=SearchParams(dense_speaker_scope=scope, neighbour_weight=0.0),
+        )
+        try:
+            r = searcher.search(
+                query, k=4, mode="dense", filters=filters or Filters(tenant="t"),
+                deadline=Deadline.after_ms(1000),
+            )  # fmt: skip
+            return [h.record.speaker for h in r.hits]
+        finally:
+            searcher.close()
+
+    assert dense("what does Ann like", scope=False)[0] == "bob"
+    assert set(dense("what does Ann like", scope=True)) == {"ann"}  # only ann's turns
+    assert dense("what do ann and bob like", scope=True)[0] == "bob"  # two names: no scope
+    assert dense("what do they like", scope=True)[0] == "bob"  # no name: no scope
+    # a name the filters exclude does not override them
+    only_bob = Filters(tenant="t", speakers=("bob",))
+    assert set(dense("what does Ann like", scope=True, filters=only_bob)) == {"bob"}
+
+
+def test_the_question_prior_lowers_questions_after_spreading() -> None:
+    asked = [("ann", "what do you do for fun?"), *CONVERSATION[1:]]
+
+    def texts(question_weight: float, turns: list[tuple[str, str]]) -> list[str]:
+        searcher = Searcher(
+            shard=conversation_shard(turns),
+            embedder=SlowEmbedder(FakeClock(), 0.0),
+            params=ONLY_SPREADING(
+                neighbour_weight=0.8, neighbour_window=1, question_weight=question_weight
+            ),
+        )
+        try:
+            r = searcher.search(
+                "fun", k=2, mode="lexical", filters=Filters(tenant="t"),
+                deadline=Deadline.after_ms(1000),
+            )  # fmt: skip
+            return [h.record.text for h in r.hits]
+        finally:
+            searcher.close()
+
+    # the question (score 1) passes 0.8 to its answer; without the prior it stays on top
+    assert texts(1.0, asked) == ["what do you do for fun?", "painting mostly, and some pottery"]
+    # with it, 1 * 0.5 = 0.5 < 0.8: the answer comes first (spreading used the undamped 1)
+    assert texts(0.5, asked) == ["painting mostly, and some pottery", "what do you do for fun?"]
+    # without the "?" it is not a question, and nothing moves
+    assert texts(0.5, CONVERSATION) == [
+        "what do you do for fun",
+        "painting mostly, and some pottery",
+    ]

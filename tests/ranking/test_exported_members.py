@@ -7,7 +7,9 @@ def test_all_is_the_public_api():
     assert sorted(ranking.__all__) == [
         "Hits",
         "convex",
+        "damp",
         "dedupe",
+        "is_question",
         "min_max",
         "mmr",
         "rrf",

@@ -1,0 +1,32 @@
+"""`named_speakers`: which speakers of a scope a query names (hand-made cases)."""
+
+from __future__ import annotations
+
+import pytest
+
+from query_service.query_analysis import named_speakers
+
+PEOPLE = ["Melanie", "Caroline", "Ann", "Jo Ellen"]
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("What does Melanie do to relax?", ("Melanie",)),
+        ("What does Melanie's family like?", ("Melanie",)),  # a possessive
+        ("what does melanie do", ("Melanie",)),  # case-insensitive
+        ("Did Caroline and Melanie meet?", ("Caroline", "Melanie")),  # sorted
+        ("What did Mel say?", ()),  # a nickname is not the name
+        ("Where does Annabel live?", ()),  # nor is a longer word that starts with it
+        ("What did Jo  Ellen bake?", ("Jo Ellen",)),  # both words, any spacing
+        ("What did Jo bake?", ()),  # one word of a two-word name
+        ("What do we know about the trip?", ()),
+    ],
+)
+def test_named_speakers(query: str, expected: tuple[str, ...]) -> None:
+    assert named_speakers(query, PEOPLE) == expected
+
+
+def test_blank_and_repeated_names_are_harmless() -> None:
+    assert named_speakers("anything at all", ["", "  "]) == ()
+    assert named_speakers("ask Ann", ["Ann", "Ann"]) == ("Ann",)
