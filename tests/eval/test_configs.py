@@ -22,6 +22,9 @@ def test_builtins_cover_the_four_defaults():
         "lexical_stopwords": False,
         "speaker_weight": 0.0,
         "neighbour_weight": 0.0,
+        "window_weight": 0.0,
+        "dense_speaker_scope": False,
+        "question_weight": 1.0,
     }
     assert [c.name for c in select_configs(["ablation"], {})][:2] == ["hybrid-rrf", "hybrid"]
     assert BUILTIN_CONFIGS["lexical"].mode == "lexical"
