@@ -102,6 +102,10 @@ class RankingParams(BaseModel):
     dense_speaker_scope: bool = Field(
         default=_D.dense_speaker_scope, description="dense: only the one speaker a query names"
     )
+    dense_first_person: bool = Field(
+        default=_D.dense_first_person,
+        description="dense, scoped to a named speaker: embed the query as they would say it",
+    )
     question_weight: float = Field(
         default=_D.question_weight, ge=0, le=1, description="score factor for question turns"
     )

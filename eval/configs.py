@@ -17,7 +17,8 @@ Parameters (all optional; unset means the engine's configured value): ``fusion``
 ``dedupe_threshold`` (null turns near-duplicate collapsing off), the ranking stages
 ``lexical_stopwords`` (true/false), ``speaker_weight`` (0 off), ``neighbour_weight`` (0 off),
 ``neighbour_window``, ``neighbour_top``, ``mmr_lambda`` (null off), ``window_weight`` (0 off),
-``dense_speaker_scope`` (true/false) and ``question_weight`` (1 off), and ``budget_ms`` (the
+``dense_speaker_scope`` and ``dense_first_person`` (true/false) and ``question_weight`` (1
+off), and ``budget_ms`` (the
 latency budget of each query, 1000 by default so relevance is measured unhurried).
 """
 
@@ -78,6 +79,7 @@ BUILTIN_CONFIGS: dict[str, EvalConfig] = {
         EvalConfig("hybrid-no-neighbours", "hybrid", {"neighbour_weight": 0.0}),
         EvalConfig("hybrid-no-window", "hybrid", {"window_weight": 0.0}),
         EvalConfig("hybrid-no-speaker-dense", "hybrid", {"dense_speaker_scope": False}),
+        EvalConfig("hybrid-no-first-person", "hybrid", {"dense_first_person": False}),
         EvalConfig("hybrid-no-question-prior", "hybrid", {"question_weight": 1.0}),
         EvalConfig("hybrid-equal-weights", "hybrid", {"lexical_weight": 0.5}),
         EvalConfig("hybrid-rrf-fusion", "hybrid", {"fusion": "rrf"}),
@@ -95,6 +97,7 @@ ABLATION_CONFIGS = (
     "hybrid-no-neighbours",
     "hybrid-no-window",
     "hybrid-no-speaker-dense",
+    "hybrid-no-first-person",
     "hybrid-no-question-prior",
     "hybrid-equal-weights",
     "hybrid-rrf-fusion",
@@ -160,6 +163,7 @@ PARAMS: dict[str, Callable[[object], ParamValue]] = {
     "mmr_lambda": _optional_number(0.0, 1.0),
     "window_weight": _number(0.0, 1.0),
     "dense_speaker_scope": _flag,
+    "dense_first_person": _flag,
     "question_weight": _number(0.0, 1.0),
 }
 

@@ -20,6 +20,7 @@ import numpy.typing as npt
 from indexer.models import PLAIN_BM25, Change, Filters, IndexDoc, LexicalOptions, Role
 from indexer.protocols import LexicalIndex, VectorIndex
 from ranking.hits import Hits
+from ranking.question_prior import is_question
 
 # The key of a tenant's speaker counts over all its users. No user id equals it: PostgreSQL
 # text cannot hold a NUL character.
@@ -56,6 +57,7 @@ class IndexShard:
         self._turns: dict[tuple[str, str], list[tuple[float, int, int]]] = {}
         # live utterances per speaker name, per (tenant, user) and per tenant
         self._speakers: dict[tuple[str, str | None], Counter[str]] = {}
+        self._questions: set[int] = set()  # live utterances that are questions
         self._seq = 0
         self._lock = threading.RLock()
 
@@ -160,6 +162,9 @@ class IndexShard:
         ]
 
     def _set_record(self, uid: int, rec: DocRecord | None) -> None:
+        self._questions.discard(uid)
+        if rec is not None and is_question(rec.text):
+            self._questions.add(uid)
         old = self._docs.pop(uid, None)
         if old is not None:
             for key in ((old.tenant, old.user_id), (old.tenant, _ALL_USERS)):
@@ -203,6 +208,11 @@ class IndexShard:
         with self._lock:
             counts = self._speakers.get((tenant, _ALL_USERS if user_id is None else user_id))
             return sorted(counts) if counts else []
+
+    def questions(self, uids: Iterable[int]) -> list[bool]:
+        """Whether each utterance is a question (``ranking.is_question``, read at apply time)."""
+        questions = self._questions
+        return [int(u) in questions for u in uids]
 
     def records(self, uids: Iterable[int]) -> list[DocRecord | None]:
         docs = self._docs

@@ -33,8 +33,8 @@ from indexer.protocols import Embedder
 from indexer.shard import DocRecord, IndexShard
 from query_service.deadline import Deadline
 from query_service.errors import DeadlineExceeded
-from query_service.query_analysis import named_speakers
-from ranking import convex, damp, dedupe, is_question, mmr, rrf, spread_to_neighbours
+from query_service.query_analysis import first_person, named_speakers
+from ranking import convex, damp, dedupe, mmr, rrf, spread_to_neighbours
 from ranking.hits import Hits
 
 Mode = Literal["hybrid", "lexical", "dense"]
@@ -70,6 +70,8 @@ class SearchParams:
     mmr_lambda: float | None = None
     #: dense: when the query names exactly one speaker of the scope, search only their turns
     dense_speaker_scope: bool = True
+    #: dense, when scoped to a named speaker: embed the query in their words ("I", "my")
+    dense_first_person: bool = True
     #: the scores of turns that are questions are multiplied by this (1: off)
     question_weight: float = 0.7
 
@@ -196,9 +198,11 @@ class Searcher:
             if lex is not None:
                 runs.append(lex)
         pending: Future[tuple[npt.NDArray[np.float32], float]] | None = None
+        dense_filters, dense_query = filters, query
         if mode in ("hybrid", "dense"):
+            dense_filters, dense_query = self._dense_scope(query, filters)
             if self._costs.fits("embed", usable.remaining()):
-                pending = self._executor.submit(self._embed, query)
+                pending = self._executor.submit(self._embed, dense_query)
             else:
                 result.degraded += ["embed", "dense"]
         if pending is not None:
@@ -208,7 +212,6 @@ class Searcher:
                 result.degraded += ["embed", "dense"]
             else:
                 result.timings_ms["embed"] = round(took * 1000, 3)
-                dense_filters = self._dense_scope(query, filters)
                 dense = run(
                     "dense",
                     lambda: self._shard.search_dense(
@@ -259,23 +262,27 @@ class Searcher:
             return runs[0]
         return convex(runs, weights=[1.0 - p.window_weight, p.window_weight], limit=n)
 
-    def _dense_scope(self, query: str, filters: Filters) -> Filters:
-        """``filters``, narrowed to the one speaker the query names (``dense_speaker_scope``).
+    def _dense_scope(self, query: str, filters: Filters) -> tuple[Filters, str]:
+        """The dense search's filters and query text (``dense_speaker_scope``).
 
         The dense counterpart of BM25's speaker routing: "What does Melanie do to relax?"
         embeds close to every turn about relaxing, whoever said it, so the dense search looks
-        only at Melanie's turns. A query naming two speakers (or none) is not narrowed, nor
-        is one whose named speaker the filters exclude.
+        only at Melanie's turns, and (``dense_first_person``) embeds the question as she would
+        put it, "What do I do to relax?": her own turns say "I", and the turns that say
+        "Melanie" are the other speakers'. A query naming two speakers (or none) is left as
+        it is, as is one whose named speaker the filters exclude.
         """
-        if not self._params.dense_speaker_scope:
-            return filters
+        p = self._params
+        if not p.dense_speaker_scope:
+            return filters, query
         names = named_speakers(query, self._shard.speakers(filters.tenant, filters.user_id))
         if len(names) != 1 or (filters.speakers and names[0] not in filters.speakers):
-            return filters
-        return replace(filters, speakers=names)
+            return filters, query
+        text = first_person(query, names[0]) if p.dense_first_person else query
+        return replace(filters, speakers=names), text
 
     def _damp_questions(self, hits: Hits) -> Hits:
-        mask = [rec is not None and is_question(rec.text) for rec in self._shard.records(hits.ids)]
+        mask = self._shard.questions(hits.ids)
         base = Hits(hits.ids, np.maximum(hits.scores, 0.0), hits.exhaustive)
         return damp(base, mask, factor=self._params.question_weight)
 

@@ -215,3 +215,13 @@ def test_speakers_are_counted_per_user_and_per_tenant() -> None:
     assert shard.speakers("t", "maya") == ["Maya"]  # one utterance of Maya's is left
     shard.apply([change(4, 2, 1, "", deleted=True)])
     assert shard.speakers("t", "maya") == [] and shard.speakers("t") == []
+
+
+def test_question_flags_follow_the_text() -> None:
+    shard = new_shard()
+    shard.apply([change(1, 1, 0, "did you book it?"), change(2, 2, 1, "yes, for May")])
+    assert shard.questions([1, 2, 99]) == [True, False, False]
+    shard.apply([change(3, 1, 0, "we booked it")])  # edited into a statement
+    assert shard.questions([1]) == [False]
+    shard.apply([change(4, 2, 1, "", deleted=True)])
+    assert shard.questions([2]) == [False]

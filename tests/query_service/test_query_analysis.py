@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from query_service.query_analysis import named_speakers
+from query_service.query_analysis import first_person, named_speakers
 
 PEOPLE = ["Melanie", "Caroline", "Ann", "Jo Ellen"]
 
@@ -30,3 +30,19 @@ def test_named_speakers(query: str, expected: tuple[str, ...]) -> None:
 def test_blank_and_repeated_names_are_harmless() -> None:
     assert named_speakers("anything at all", ["", "  "]) == ()
     assert named_speakers("ask Ann", ["Ann", "Ann"]) == ("Ann",)
+
+
+@pytest.mark.parametrize(
+    ("query", "speaker", "expected"),
+    [
+        ("What does Melanie do to relax?", "Melanie", "What does I do to relax?"),
+        ("What do Melanie's kids like?", "Melanie", "What do my kids like?"),
+        ("What do Melanie’s kids like?", "Melanie", "What do my kids like?"),  # typographic
+        ("when did melanie paint", "Melanie", "when did I paint"),  # case-insensitive
+        ("Did Jo  Ellen bake?", "Jo Ellen", "Did I bake?"),
+        ("What did Annabel say?", "Ann", "What did Annabel say?"),  # not a whole word
+        ("What did Ann say?", "", "What did Ann say?"),  # a blank name changes nothing
+    ],
+)
+def test_first_person(query: str, speaker: str, expected: str) -> None:
+    assert first_person(query, speaker) == expected

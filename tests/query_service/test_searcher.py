@@ -337,18 +337,20 @@ def test_the_window_key_finds_the_answer_without_spreading() -> None:
 
 
 class PointEmbedder:
-    """Embeds every query as the unit vector of dimension ``axis``."""
+    """Embeds every query as the unit vector of dimension ``axis``; records what it embeds."""
 
     dim = DIM
     model_id = "point"
 
     def __init__(self, axis: int) -> None:
         self.axis = axis
+        self.seen: list[str] = []
 
     def embed_batch(self, texts: Sequence[str]) -> np.ndarray:
         return np.stack([self.embed_query(t) for t in texts])
 
     def embed_query(self, text: str) -> np.ndarray:
+        self.seen.append(text)
         v = np.zeros(DIM, np.float32)
         v[self.axis] = 1.0
         return v
@@ -411,3 +413,31 @@ def test_the_question_prior_lowers_questions_after_spreading() -> None:
         "what do you do for fun",
         "painting mostly, and some pottery",
     ]
+
+
+@pytest.mark.parametrize(
+    ("first_person", "query", "embedded"),
+    [
+        (True, "what does Ann's dog like", "what does my dog like"),
+        (False, "what does Ann's dog like", "what does Ann's dog like"),
+        (True, "what do Ann and Bob like", "what do Ann and Bob like"),  # no scope, no rewrite
+    ],
+)
+def test_a_scoped_dense_query_is_embedded_in_the_first_person(
+    first_person: bool, query: str, embedded: str
+) -> None:
+    embedder = PointEmbedder(1)
+    searcher = Searcher(
+        shard=conversation_shard(),
+        embedder=embedder,
+        params=SearchParams(dense_first_person=first_person),
+    )
+    try:
+        r = searcher.search(
+            query, k=2, mode="hybrid", filters=Filters(tenant="t"),
+            deadline=Deadline.after_ms(1000),
+        )  # fmt: skip
+    finally:
+        searcher.close()
+    assert embedder.seen == [embedded]
+    assert r.hits  # BM25 read the query as written: "ann" still routes to the speaker field
