@@ -46,3 +46,15 @@ def test_blank_and_repeated_names_are_harmless() -> None:
 )
 def test_first_person(query: str, speaker: str, expected: str) -> None:
     assert first_person(query, speaker) == expected
+
+
+def test_names_with_punctuation_and_many_speakers() -> None:
+    many = [f"Person {i}" for i in range(5000)] + ["O'Brien", "Mary-Kate"]
+    assert named_speakers("What did O'Brien say?", many) == ("O'Brien",)
+    assert named_speakers("what does mary-kate like", many) == ("Mary-Kate",)
+    assert named_speakers("what did person 42 say", many) == ("Person 42",)
+
+
+def test_first_person_reads_names_as_named_speakers_does() -> None:
+    assert first_person("What did O'Brien's team win?", "O'Brien") == "What did my team win?"
+    assert first_person("what does mary kate like", "Mary-Kate") == "what does I like"
