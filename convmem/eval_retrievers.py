@@ -31,7 +31,7 @@ from eval.errors import ConfigError, EvalError
 from eval.runner import RetrievedList
 from indexer.ingest import MAX_BATCH
 from indexer.models import Filters, UtteranceIn
-from indexer.protocols import Embedder
+from indexer.protocols import CrossEncoder, Embedder
 from indexer.shard import IndexShard
 from query_service.deadline import Deadline
 from query_service.errors import DeadlineExceeded
@@ -97,8 +97,10 @@ class InProcessRetriever:
         params: SearchParams,
         tenant: str,
         clock: Callable[[], float] = time.perf_counter,
+        cross_encoder: CrossEncoder | None = None,
     ) -> None:
         self._shard = shard
+        self._cross_encoder = cross_encoder
         self._embedder = QueryVectorMemo(embedder, clock=clock)
         self._params = params
         self._tenant = tenant
@@ -113,6 +115,7 @@ class InProcessRetriever:
                 shard=self._shard,
                 embedder=self._embedder,
                 params=replace(self._params, **overrides),
+                cross_encoder=self._cross_encoder,
             )
         return self._searchers[config.name]
 
@@ -188,6 +191,7 @@ def local_retriever(
                 embedder=services.embedder,
                 params=search_params(settings),
                 tenant=tenant,
+                cross_encoder=services.cross_encoder,
             )
         finally:
             services.close()

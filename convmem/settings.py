@@ -42,6 +42,17 @@ class EmbedderSettings(BaseModel):
     )
 
 
+class CrossEncoderSettings(BaseModel):
+    """An optional cross-encoder reranker, loaded from a local directory (no hub)."""
+
+    path: Path | None = Field(
+        default=None,
+        description="a sequence-classification model dir (save_pretrained); unset = off",
+    )
+    device: str = Field(default="cpu", description="'cpu', or 'cuda' with a GPU build")
+    max_length: int = Field(default=256, ge=8, le=4096)
+
+
 class AudioSettings(BaseModel):
     """Live and file audio ingest (``audio_ingest``)."""
 
@@ -106,6 +117,10 @@ class RankingParams(BaseModel):
         default=_D.dense_first_person,
         description="dense, scoped to a named speaker: embed the query as they would say it",
     )
+    cross_encoder_top: int = Field(
+        default=_D.cross_encoder_top, ge=2, le=200, description="hits the cross-encoder re-orders"
+    )
+    cross_encoder_weight: float = Field(default=_D.cross_encoder_weight, ge=0, le=1)
     question_weight: float = Field(
         default=_D.question_weight, ge=0, le=1, description="score factor for question turns"
     )
@@ -143,6 +158,7 @@ class Settings(BaseSettings):
     postgres: PostgresSettings = PostgresSettings()
     opensearch: OpenSearchSettings = OpenSearchSettings()
     embedder: EmbedderSettings = EmbedderSettings()
+    cross_encoder: CrossEncoderSettings = CrossEncoderSettings()
     budgets: LatencyBudgets = LatencyBudgets()
     ranking: RankingParams = RankingParams()
     audio: AudioSettings = AudioSettings()

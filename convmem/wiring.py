@@ -25,7 +25,7 @@ from indexer.loaders import read_jsonl
 from indexer.models import UtteranceIn
 from indexer.numpy_index import NumpyVectorIndex
 from indexer.pg_store import PgStore
-from indexer.protocols import Embedder, VectorIndex
+from indexer.protocols import CrossEncoder, Embedder, VectorIndex
 from indexer.shard import IndexShard
 from indexer.snapshot import load_snapshot, save_snapshot
 from indexer.tailer import ChangeFeedTailer
@@ -123,11 +123,13 @@ def build_services(settings: Settings, *, embedder: Embedder | None = None) -> S
         tailer.catch_up()
         tailer.start()
         closers.append(start_ann_builder(shard.vector, settings.index.ann_build_interval_s))
+        cross_encoder = build_cross_encoder(settings)
         searcher = Searcher(
             shard=shard,
             embedder=embedder,
             params=search_params(settings),
             wait_for_seq=tailer.wait_for,
+            cross_encoder=cross_encoder,
         )
         closers.append(searcher.close)
     except BaseException:
@@ -142,7 +144,19 @@ def build_services(settings: Settings, *, embedder: Embedder | None = None) -> S
         ingestor=ingestor,
         searcher=searcher,
         closers=closers,
+        cross_encoder=cross_encoder,
     )
+
+
+def build_cross_encoder(settings: Settings) -> CrossEncoder | None:
+    """The configured cross-encoder reranker, or None (the default: none ships offline)."""
+    ce = settings.cross_encoder
+    if ce.path is None:
+        return None
+    from indexer.cross_encoder import LocalCrossEncoder
+
+    _log.info("loading cross-encoder from %s on %s", ce.path, ce.device)
+    return LocalCrossEncoder(ce.path, device=ce.device, max_length=ce.max_length)
 
 
 def start_ann_builder(vector: VectorIndex, interval_s: float) -> Callable[[], None]:

@@ -1,6 +1,7 @@
 """The boundaries of the indexer: small protocols, implemented by one adapter module each.
 
 Embedder      st_embedder.SentenceTransformerEmbedder, onnx_embedder.OnnxEmbedder
+CrossEncoder  cross_encoder.LocalCrossEncoder
 LexicalIndex  bm25_index.TantivyBM25Index
 VectorIndex   faiss_index.FaissVectorIndex
 Store         pg_store.PgStore
@@ -46,6 +47,17 @@ class Embedder(Protocol):
 
     def embed_query(self, text: str) -> npt.NDArray[np.float32]:
         """Embed one query: shape (dim,), L2-normalised. May be cached."""
+        ...
+
+
+class CrossEncoder(Protocol):
+    """Scores (query, text) pairs jointly: a reranker, slower and sharper than the embedder."""
+
+    @property
+    def model_id(self) -> str: ...
+
+    def score(self, query: str, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        """One relevance score per text (higher is more relevant), shape (len(texts),)."""
         ...
 
 

@@ -1,7 +1,8 @@
 """`Searcher`: the query pipeline under one latency budget.
 
     read-your-writes wait ─▶ lexical (turn + window keys) ─▶ embed query ─▶ dense
-                          ─▶ fuse ─▶ neighbours ─▶ question prior ─▶ rerank ─▶ context
+                          ─▶ fuse ─▶ neighbours ─▶ question prior ─▶ cross-encoder (optional)
+                          ─▶ rerank ─▶ context
 
 Each stage is timed. Before a stage runs, the searcher compares what is left of the deadline
 (less a reserve for serialisation) with that stage's recent cost (an exponentially weighted
@@ -29,12 +30,12 @@ import numpy as np
 import numpy.typing as npt
 
 from indexer.models import Filters, LexicalOptions
-from indexer.protocols import Embedder
+from indexer.protocols import CrossEncoder, Embedder
 from indexer.shard import DocRecord, IndexShard
 from query_service.deadline import Deadline
 from query_service.errors import DeadlineExceeded
 from query_service.query_analysis import first_person, named_speakers
-from ranking import convex, damp, dedupe, mmr, rrf, spread_to_neighbours
+from ranking import convex, damp, dedupe, mmr, rerank_head, rrf, spread_to_neighbours
 from ranking.hits import Hits
 
 Mode = Literal["hybrid", "lexical", "dense"]
@@ -74,6 +75,10 @@ class SearchParams:
     dense_first_person: bool = True
     #: the scores of turns that are questions are multiplied by this (1: off)
     question_weight: float = 0.7
+    #: with a cross-encoder configured: how many of the best hits it re-orders
+    cross_encoder_top: int = 20
+    #: ... and its say against the first-stage score in that head (``ranking.rerank_head``)
+    cross_encoder_weight: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,8 +133,10 @@ class Searcher:
         wait_for_seq: Callable[[int, float], bool] | None = None,
         clock: Callable[[], float] = time.perf_counter,
         executor: Executor | None = None,
+        cross_encoder: CrossEncoder | None = None,
     ) -> None:
-        """``executor`` runs query embeddings (default: a small thread pool this owns)."""
+        """``executor`` runs query embeddings and cross-encoder scoring (default: a small
+        thread pool this owns). ``cross_encoder`` (optional) re-orders the best hits."""
         self._owns_executor = executor is None
         self._executor = (
             executor
@@ -141,8 +148,16 @@ class Searcher:
         self._params = params
         self._wait_for_seq = wait_for_seq
         self._clock = clock
+        self._cross_encoder = cross_encoder
         self._costs = _StageCosts(
-            {"lexical": 0.001, "embed": 0.002, "dense": 0.002, "fuse": 0.0002, "rerank": 0.001}
+            {
+                "lexical": 0.001,
+                "embed": 0.002,
+                "dense": 0.002,
+                "fuse": 0.0002,
+                "rerank": 0.001,
+                "cross_encoder": 0.02,
+            }
         )
 
     def close(self) -> None:
@@ -236,6 +251,8 @@ class Searcher:
         if p.question_weight < 1 and len(fused):
             damped = run("question_prior", lambda: self._damp_questions(fused))
             fused = fused if damped is None else damped
+        if self._cross_encoder is not None and len(fused) > 1:
+            fused = self._cross_rerank(query, fused, result, usable)
         fused = self._rerank(fused, k, result, usable)
         fused = fused.top(k)
         self._hydrate(fused, result, deadline)
@@ -317,6 +334,36 @@ class Searcher:
         # cosine scores (dense-only mode) can be negative; spreading needs a floor of 0
         base = Hits(hits.ids, np.maximum(hits.scores, 0.0), hits.exhaustive)
         return spread_to_neighbours(base, near, weight=p.neighbour_weight)
+
+    def _cross_rerank(self, query: str, hits: Hits, result: SearchResult, usable: Deadline) -> Hits:
+        """Re-order the best ``cross_encoder_top`` hits by the cross-encoder, if it fits.
+
+        It runs on the executor and is awaited no longer than the deadline, like the query
+        embedding: a slow model is abandoned (``cross_encoder`` in ``degraded``), not waited on.
+        """
+        p = self._params
+        encoder = self._cross_encoder
+        assert encoder is not None
+        if not self._costs.fits("cross_encoder", usable.remaining()):
+            result.degraded.append("cross_encoder")
+            return hits
+        head = hits.top(p.cross_encoder_top)
+        texts = [rec.text if rec is not None else "" for rec in self._shard.records(head.ids)]
+
+        def score() -> npt.NDArray[np.float32]:
+            t0 = self._clock()
+            out = encoder.score(query, texts)
+            self._costs.observe("cross_encoder", self._clock() - t0)
+            return out
+
+        t0 = self._clock()
+        try:
+            scores = self._executor.submit(score).result(timeout=max(0.0, usable.remaining()))
+        except FutureTimeout:
+            result.degraded.append("cross_encoder")
+            return hits
+        result.timings_ms["cross_encoder"] = round((self._clock() - t0) * 1000, 3)
+        return rerank_head(hits, scores, weight=p.cross_encoder_weight)
 
     def _rerank(
         self,

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from indexer.ingest import Ingestor
-from indexer.protocols import Embedder, Store
+from indexer.protocols import CrossEncoder, Embedder, Store
 from indexer.shard import IndexShard
 from indexer.tailer import ChangeFeedTailer
 from query_service.searcher import Searcher
@@ -21,6 +21,7 @@ class Services:
     ingestor: Ingestor
     searcher: Searcher
     closers: list[Callable[[], None]] = field(default_factory=list)
+    cross_encoder: CrossEncoder | None = None  # the searcher's reranker, if configured
 
     def close(self) -> None:
         """Stop the tailer (which writes a last snapshot), then release resources, newest first."""

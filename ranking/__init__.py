@@ -10,6 +10,7 @@ from ranking.mmr import mmr
 from ranking.neighbours import spread_to_neighbours
 from ranking.normalize import min_max, z_score
 from ranking.question_prior import damp, is_question
+from ranking.rerank import rerank_head
 from ranking.rrf import rrf
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "is_question",
     "min_max",
     "mmr",
+    "rerank_head",
     "rrf",
     "spread_to_neighbours",
     "z_score",

@@ -6,6 +6,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import Executor, Future
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -441,3 +442,65 @@ def test_a_scoped_dense_query_is_embedded_in_the_first_person(
         searcher.close()
     assert embedder.seen == [embedded]
     assert r.hits  # BM25 read the query as written: "ann" still routes to the speaker field
+
+
+def test_the_cross_encoder_reorders_the_head(tmp_path: Path) -> None:
+    from indexer.cross_encoder import LocalCrossEncoder
+    from tests.tiny_cross_encoder import build_tiny_cross_encoder, reference_scores
+
+    model_dir = build_tiny_cross_encoder(tmp_path / "ce")
+    query = "what do you do for fun, the weather, my car"
+    params = ONLY_SPREADING(neighbour_weight=0.0, cross_encoder_top=3)
+
+    def texts(cross_encoder: LocalCrossEncoder | None) -> tuple[list[str], list[str]]:
+        searcher = Searcher(
+            shard=conversation_shard(),
+            embedder=SlowEmbedder(FakeClock(), 0.0),
+            params=params,
+            cross_encoder=cross_encoder,
+        )
+        try:
+            r = searcher.search(
+                query, k=4, mode="lexical", filters=Filters(tenant="t"),
+                deadline=Deadline.after_ms(5000),
+            )  # fmt: skip
+            return [h.record.text for h in r.hits], r.degraded
+        finally:
+            searcher.close()
+
+    first, _ = texts(None)
+    assert len(first) == 3  # three turns share words with the query
+    reranked, degraded = texts(LocalCrossEncoder(model_dir))
+    logits = reference_scores(model_dir, query, first)
+    assert reranked == [first[i] for i in np.argsort(-logits, kind="stable")]
+    assert reranked != first  # the model's order differs from BM25's here: it did something
+    assert degraded == []
+
+
+class SleepyCrossEncoder:
+    model_id = "sleepy"
+
+    def score(self, query: str, texts: Sequence[str]) -> np.ndarray:
+        time.sleep(1.0)
+        return np.arange(len(texts), dtype=np.float32)
+
+
+def test_a_slow_cross_encoder_is_abandoned_at_the_deadline() -> None:
+    searcher = Searcher(
+        shard=conversation_shard(),
+        embedder=SlowEmbedder(FakeClock(), 0.0),
+        params=ONLY_SPREADING(neighbour_weight=0.0),
+        cross_encoder=SleepyCrossEncoder(),
+    )
+    try:
+        t0 = time.perf_counter()
+        r = searcher.search(
+            "what do you do for fun, the weather, my car", k=4, mode="lexical",
+            filters=Filters(tenant="t"), deadline=Deadline.after_ms(150),
+        )  # fmt: skip
+        took = time.perf_counter() - t0
+    finally:
+        searcher.close()
+    assert "cross_encoder" in r.degraded
+    assert len(r.hits) == 3  # the first-stage ranking is still answered
+    assert took < 0.8  # not the model's 1 s

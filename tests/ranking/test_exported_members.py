@@ -12,6 +12,7 @@ def test_all_is_the_public_api():
         "is_question",
         "min_max",
         "mmr",
+        "rerank_head",
         "rrf",
         "spread_to_neighbours",
         "z_score",
