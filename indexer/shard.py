@@ -46,6 +46,21 @@ class DocRecord:
     def order_key(self) -> tuple[float, int, int]:
         return (self.started_at.timestamp(), self.turn, self.uid)
 
+    def index_doc(self, embedding: npt.NDArray[np.float32], context: str = "") -> IndexDoc:
+        """This utterance as the indexes take it, with its vector and window context."""
+        return IndexDoc(
+            uid=self.uid,
+            tenant=self.tenant,
+            user_id=self.user_id,
+            conversation_id=self.conversation_id,
+            speaker=self.speaker,
+            role=self.role,
+            started_at=self.started_at.timestamp(),
+            text=self.text,
+            embedding=embedding,
+            context=context,
+        )
+
 
 class IndexShard:
     """Thread-safe: one writer (the tailer) applies changes while many searches read."""
@@ -145,21 +160,7 @@ class IndexShard:
         if not live:
             return []
         vectors = self.vector.vectors_for([r.uid for r in live])
-        return [
-            IndexDoc(
-                uid=r.uid,
-                tenant=r.tenant,
-                user_id=r.user_id,
-                conversation_id=r.conversation_id,
-                speaker=r.speaker,
-                role=r.role,
-                started_at=r.started_at.timestamp(),
-                text=r.text,
-                embedding=vectors[i],
-                context=self._previous_text(r.uid),
-            )
-            for i, r in enumerate(live)
-        ]
+        return [r.index_doc(vectors[i], self._previous_text(r.uid)) for i, r in enumerate(live)]
 
     def _set_record(self, uid: int, rec: DocRecord | None) -> None:
         self._questions.discard(uid)

@@ -22,10 +22,9 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
-import numpy.typing as npt
 
 from indexer.errors import SnapshotError
-from indexer.models import IndexDoc, Role
+from indexer.models import Role
 from indexer.shard import DocRecord, IndexShard
 
 FORMAT = 1
@@ -85,23 +84,9 @@ def load_snapshot(
         raise SnapshotError(f"corrupt snapshot at {path}: {exc}") from exc
     if vectors.shape != (len(records), dim):
         raise SnapshotError(f"snapshot vectors {vectors.shape} do not match {len(records)} records")
-    docs = [_doc(r, np.asarray(vectors[i], dtype=np.float32)) for i, r in enumerate(records)]
+    docs = [r.index_doc(np.asarray(vectors[i], dtype=np.float32)) for i, r in enumerate(records)]
     shard.load(docs, records, int(manifest["seq"]))
     return SnapshotInfo(int(manifest["seq"]), model_id, dim, len(records))
-
-
-def _doc(r: DocRecord, vector: npt.NDArray[np.float32]) -> IndexDoc:
-    return IndexDoc(
-        uid=r.uid,
-        tenant=r.tenant,
-        user_id=r.user_id,
-        conversation_id=r.conversation_id,
-        speaker=r.speaker,
-        role=r.role,
-        started_at=r.started_at.timestamp(),
-        text=r.text,
-        embedding=vector,
-    )
 
 
 def _record_to_json(r: DocRecord) -> dict[str, object]:

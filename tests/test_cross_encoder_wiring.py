@@ -30,9 +30,7 @@ def test_loaded_from_the_configured_directory(
     assert search_params(settings).cross_encoder_top == 30
 
 
-def test_a_bad_directory_fails_at_start_up(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_bad_directory_fails_at_start_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CONVMEM_CROSS_ENCODER__PATH", str(tmp_path / "nothing-here"))
     with pytest.raises(EmbedderError, match="no config.json"):
         build_cross_encoder(Settings())
