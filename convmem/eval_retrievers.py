@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -120,7 +121,13 @@ class InProcessRetriever:
         return self._searchers[config.name]
 
     def search(
-        self, query: str, *, k: int, user_id: str | None, config: EvalConfig
+        self,
+        query: str,
+        *,
+        k: int,
+        user_id: str | None,
+        config: EvalConfig,
+        asked_at: datetime | None = None,
     ) -> RetrievedList:
         searcher = self._searcher(config)
         filters = Filters(tenant=self._tenant, user_id=user_id)
@@ -133,6 +140,7 @@ class InProcessRetriever:
                 mode=config.mode,
                 filters=filters,
                 deadline=Deadline.after_ms(config.budget_ms),
+                now=asked_at,
             )
         except DeadlineExceeded:
             took_ms = (self._clock() - t0) * 1000 + self._embedder.take_charge_ms()
@@ -221,7 +229,13 @@ class HttpRetriever:
         self._clock = clock
 
     def search(
-        self, query: str, *, k: int, user_id: str | None, config: EvalConfig
+        self,
+        query: str,
+        *,
+        k: int,
+        user_id: str | None,
+        config: EvalConfig,
+        asked_at: datetime | None = None,
     ) -> RetrievedList:
         body: dict[str, object] = {
             "query": query,
@@ -232,6 +246,8 @@ class HttpRetriever:
         }
         if self._min_seq is not None:
             body["min_seq"] = self._min_seq
+        if asked_at is not None:
+            body["reference_time"] = asked_at.isoformat()
         t0 = self._clock()
         resp = self._client.post("/v1/search", json=body)
         took_ms = (self._clock() - t0) * 1000

@@ -121,6 +121,12 @@ class RankingParams(BaseModel):
         default=_D.cross_encoder_top, ge=2, le=200, description="hits the cross-encoder re-orders"
     )
     cross_encoder_weight: float = Field(default=_D.cross_encoder_weight, ge=0, le=1)
+    temporal_weight: float = Field(
+        default=_D.temporal_weight,
+        ge=0,
+        le=1,
+        description="score factor for hits outside a time the query names ('last week')",
+    )
     question_weight: float = Field(
         default=_D.question_weight, ge=0, le=1, description="score factor for question turns"
     )

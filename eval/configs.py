@@ -17,8 +17,8 @@ Parameters (all optional; unset means the engine's configured value): ``fusion``
 ``dedupe_threshold`` (null turns near-duplicate collapsing off), the ranking stages
 ``lexical_stopwords`` (true/false), ``speaker_weight`` (0 off), ``neighbour_weight`` (0 off),
 ``neighbour_window``, ``neighbour_top``, ``mmr_lambda`` (null off), ``window_weight`` (0 off),
-``dense_speaker_scope`` and ``dense_first_person`` (true/false) and ``question_weight`` (1
-off), and ``budget_ms`` (the
+``dense_speaker_scope`` and ``dense_first_person`` (true/false), ``question_weight`` and
+``temporal_weight`` (1 off), and ``budget_ms`` (the
 latency budget of each query, 1000 by default so relevance is measured unhurried).
 """
 
@@ -60,6 +60,7 @@ PLAIN: dict[str, ParamValue] = {
     "window_weight": 0.0,
     "dense_speaker_scope": False,
     "question_weight": 1.0,
+    "temporal_weight": 1.0,
 }
 
 BUILTIN_CONFIGS: dict[str, EvalConfig] = {
@@ -81,6 +82,7 @@ BUILTIN_CONFIGS: dict[str, EvalConfig] = {
         EvalConfig("hybrid-no-speaker-dense", "hybrid", {"dense_speaker_scope": False}),
         EvalConfig("hybrid-no-first-person", "hybrid", {"dense_first_person": False}),
         EvalConfig("hybrid-no-question-prior", "hybrid", {"question_weight": 1.0}),
+        EvalConfig("hybrid-no-temporal", "hybrid", {"temporal_weight": 1.0}),
         EvalConfig("hybrid-equal-weights", "hybrid", {"lexical_weight": 0.5}),
         EvalConfig("hybrid-rrf-fusion", "hybrid", {"fusion": "rrf"}),
         EvalConfig("hybrid-mmr", "hybrid", {"mmr_lambda": 0.85}),
@@ -99,6 +101,7 @@ ABLATION_CONFIGS = (
     "hybrid-no-speaker-dense",
     "hybrid-no-first-person",
     "hybrid-no-question-prior",
+    "hybrid-no-temporal",
     "hybrid-equal-weights",
     "hybrid-rrf-fusion",
     "hybrid-mmr",
@@ -165,6 +168,7 @@ PARAMS: dict[str, Callable[[object], ParamValue]] = {
     "dense_speaker_scope": _flag,
     "dense_first_person": _flag,
     "question_weight": _number(0.0, 1.0),
+    "temporal_weight": _number(0.0, 1.0),
 }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from eval.errors import DatasetError
 from indexer.models import UtteranceIn
@@ -24,6 +25,9 @@ class EvalQuery:
     qrels: Mapping[str, int]
     category: str = UNCATEGORISED
     user_id: str | None = None
+    #: when the question is asked (with a time zone), for "last week" and the like; None:
+    #: whenever the evaluation runs
+    asked_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import numbers
 from collections.abc import Iterable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from eval.errors import DatasetError
 from indexer.loaders import LoadError, utterance_from_dict, utterance_to_dict
 from indexer.models import UtteranceIn
 
-_QUERY_FIELDS = {"type", "id", "text", "qrels", "category", "user_id"}
+_QUERY_FIELDS = {"type", "id", "text", "qrels", "category", "user_id", "asked_at"}
 
 
 def read_jsonl_dataset(path: Path) -> Dataset:
@@ -83,7 +84,22 @@ def query_from_dict(d: dict[str, Any]) -> EvalQuery:
         qrels={str(doc): int(grade) for doc, grade in qrels.items()},
         category=d.get("category") or UNCATEGORISED,
         user_id=d.get("user_id"),
+        asked_at=_asked_at(d.get("asked_at")),
     )
+
+
+def _asked_at(value: object) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        when = datetime.fromisoformat(str(value)) if isinstance(value, str) else None
+    except ValueError:
+        when = None
+    if when is None or when.tzinfo is None:
+        raise ValueError(
+            f'query field "asked_at" must be an ISO 8601 time with a time zone, got {value!r}'
+        )
+    return when
 
 
 def write_jsonl_dataset(dataset: Dataset, path: Path) -> None:
@@ -103,4 +119,6 @@ def _lines(dataset: Dataset) -> Iterable[dict[str, object]]:
             line["category"] = q.category
         if q.user_id is not None:
             line["user_id"] = q.user_id
+        if q.asked_at is not None:
+            line["asked_at"] = q.asked_at.isoformat()
         yield line

@@ -23,6 +23,7 @@ import json
 import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -94,15 +95,17 @@ def read_locomo_dataset(path: Path) -> Dataset:
     except (LoadError, OSError, ValueError) as exc:
         raise DatasetError(str(exc)) from exc
     known: dict[str, set[str]] = {}
+    last: dict[str, datetime] = {}  # each sample's last turn: when its questions are asked
     for u in utterances:
         sample_id, _, dia_id = u.id.partition(":")
         known.setdefault(sample_id, set()).add(dia_id)
+        last[sample_id] = max(last.get(sample_id, u.started_at), u.started_at)
     queries: list[EvalQuery] = []
     notes: list[str] = []
     counts = {"questions": 0, "evidence_fixed": 0, "evidence_dropped": 0, "excluded": 0}
     for sample in samples:
         try:
-            sample_queries = _sample_queries(sample, known, notes, counts)
+            sample_queries = _sample_queries(sample, known, notes, counts, last)
         except (KeyError, TypeError, ValueError) as exc:
             sid = sample.get("sample_id")
             raise DatasetError(f"{path}: sample {sid!r}: bad qa entry: {exc}") from exc
@@ -124,7 +127,11 @@ def read_locomo_dataset(path: Path) -> Dataset:
 
 
 def _sample_queries(
-    sample: dict[str, Any], known: dict[str, set[str]], notes: list[str], counts: dict[str, int]
+    sample: dict[str, Any],
+    known: dict[str, set[str]],
+    notes: list[str],
+    counts: dict[str, int],
+    last: dict[str, datetime],
 ) -> list[EvalQuery]:
     sid = str(sample["sample_id"])
     out: list[EvalQuery] = []
@@ -150,6 +157,7 @@ def _sample_queries(
                 qrels={f"{sid}:{dia_id}": 1 for dia_id in evidence.ids},
                 category=CATEGORIES.get(category, f"category-{category}"),
                 user_id=sid,
+                asked_at=last.get(sid),
             )
         )
     return out

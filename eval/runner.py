@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 from eval.configs import EvalConfig
@@ -27,9 +28,16 @@ class RetrievedList:
 
 class Retriever(Protocol):
     def search(
-        self, query: str, *, k: int, user_id: str | None, config: EvalConfig
+        self,
+        query: str,
+        *,
+        k: int,
+        user_id: str | None,
+        config: EvalConfig,
+        asked_at: datetime | None = None,
     ) -> RetrievedList:
-        """The top ``k`` utterances for ``query`` under ``config``, scoped to ``user_id``."""
+        """The top ``k`` utterances for ``query`` under ``config``, scoped to ``user_id``,
+        asked at ``asked_at`` (None: now)."""
         ...
 
 
@@ -62,7 +70,9 @@ def run_all(
     results: list[dict[str, RetrievedList]] = [{} for _ in configs]
     for q in queries:
         for i, config in enumerate(configs):
-            got = retriever.search(q.text, k=k, user_id=q.user_id, config=config)
+            got = retriever.search(
+                q.text, k=k, user_id=q.user_id, config=config, asked_at=q.asked_at
+            )
             results[i][q.id] = _distinct(got, k)
             if progress is not None:
                 progress(1)

@@ -84,6 +84,15 @@ class SearchBody(_Strict):
     filters: SearchFilters = Field(default_factory=SearchFilters)
     budget_ms: float = Field(default=50.0, gt=0, le=10_000)
     min_seq: int | None = Field(default=None, ge=0)
+    #: when the query is asked, for "yesterday", "last week", "in May" (with a time zone: the
+    #: user's local day); default: the server's clock, in UTC
+    reference_time: datetime | None = None
+
+    @model_validator(mode="after")
+    def _check_reference_time(self) -> SearchBody:
+        if self.reference_time is not None and self.reference_time.tzinfo is None:
+            raise ValueError("reference_time needs a time zone, e.g. 2026-05-13T09:00:00-07:00")
+        return self
 
 
 class Turn(BaseModel):

@@ -69,6 +69,7 @@ def search(body: SearchBody, tenant: TenantDep, services: ServicesDep) -> Search
         filters=filters,
         deadline=deadline,
         min_seq=body.min_seq,
+        now=body.reference_time,
     )
     return SearchResponse(
         hits=[

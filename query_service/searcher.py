@@ -1,7 +1,8 @@
 """`Searcher`: the query pipeline under one latency budget.
 
     read-your-writes wait ─▶ lexical (turn + window keys) ─▶ embed query ─▶ dense
-                          ─▶ fuse ─▶ neighbours ─▶ question prior ─▶ cross-encoder (optional)
+                          ─▶ fuse ─▶ neighbours ─▶ question prior ─▶ temporal
+                          ─▶ cross-encoder (optional)
                           ─▶ rerank ─▶ context
 
 Each stage is timed. Before a stage runs, the searcher compares what is left of the deadline
@@ -24,6 +25,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Literal, TypeVar
 
 import numpy as np
@@ -35,6 +37,7 @@ from indexer.shard import DocRecord, IndexShard
 from query_service.deadline import Deadline
 from query_service.errors import DeadlineExceeded
 from query_service.query_analysis import first_person, named_speakers
+from query_service.temporal import TimeRange, time_range
 from ranking import convex, damp, dedupe, mmr, rerank_head, rrf, spread_to_neighbours
 from ranking.hits import Hits
 
@@ -75,6 +78,10 @@ class SearchParams:
     dense_first_person: bool = True
     #: the scores of turns that are questions are multiplied by this (1: off)
     question_weight: float = 0.7
+    #: a query that names a time ("last week", "in May"; ``query_service.temporal``): the
+    #: dense search keeps to that range, and hits outside it have their score multiplied by
+    #: this (1: off)
+    temporal_weight: float = 0.5
     #: with a cross-encoder configured: how many of the best hits it re-orders
     cross_encoder_top: int = 20
     #: ... and its say against the first-stage score in that head (``ranking.rerank_head``)
@@ -134,9 +141,12 @@ class Searcher:
         clock: Callable[[], float] = time.perf_counter,
         executor: Executor | None = None,
         cross_encoder: CrossEncoder | None = None,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         """``executor`` runs query embeddings and cross-encoder scoring (default: a small
-        thread pool this owns). ``cross_encoder`` (optional) re-orders the best hits."""
+        thread pool this owns). ``cross_encoder`` (optional) re-orders the best hits. ``now``
+        is the reference time of queries that name a time ("last week"), unless a search
+        passes its own."""
         self._owns_executor = executor is None
         self._executor = (
             executor
@@ -149,6 +159,7 @@ class Searcher:
         self._wait_for_seq = wait_for_seq
         self._clock = clock
         self._cross_encoder = cross_encoder
+        self._now = now
         self._costs = _StageCosts(
             {
                 "lexical": 0.001,
@@ -181,7 +192,10 @@ class Searcher:
         filters: Filters,
         deadline: Deadline,
         min_seq: int | None = None,
+        now: datetime | None = None,
     ) -> SearchResult:
+        """``now`` (with a time zone) is when the query is asked, for "yesterday" and the
+        like; default: the searcher's clock, in UTC."""
         p = self._params
         result = SearchResult(hits=[])
         usable = deadline.slice(max(0.0, deadline.remaining() - p.reserve_s))
@@ -212,10 +226,13 @@ class Searcher:
             lex = run("lexical", lambda: self._lexical(query, n, filters, usable))
             if lex is not None:
                 runs.append(lex)
+        when = self._time_range(query, filters, now)
         pending: Future[tuple[npt.NDArray[np.float32], float]] | None = None
         dense_filters, dense_query = filters, query
         if mode in ("hybrid", "dense"):
             dense_filters, dense_query = self._dense_scope(query, filters)
+            if when is not None:
+                dense_filters = replace(dense_filters, since=when.since, until=when.until)
             if self._costs.fits("embed", usable.remaining()):
                 pending = self._executor.submit(self._embed, dense_query)
             else:
@@ -251,6 +268,9 @@ class Searcher:
         if p.question_weight < 1 and len(fused):
             damped = run("question_prior", lambda: self._damp_questions(fused))
             fused = fused if damped is None else damped
+        if when is not None and len(fused):
+            timed = run("temporal", lambda: self._damp_outside(fused, when))
+            fused = fused if timed is None else timed
         if self._cross_encoder is not None and len(fused) > 1:
             fused = self._cross_rerank(query, fused, result, usable)
         fused = self._rerank(fused, k, result, usable)
@@ -297,6 +317,29 @@ class Searcher:
             return filters, query
         text = first_person(query, names[0]) if p.dense_first_person else query
         return replace(filters, speakers=names), text
+
+    def _time_range(self, query: str, filters: Filters, now: datetime | None) -> TimeRange | None:
+        """The query's own time range, within the filters' ``since``/``until``; None if the
+        query names no time, the stage is off, or the two do not overlap (the filters win)."""
+        if self._params.temporal_weight >= 1:
+            return None
+        found = time_range(query, now if now is not None else self._now())
+        if found is None:
+            return None
+        since = found.since if filters.since is None else max(found.since, filters.since)
+        # `Filters.until` is inclusive, a TimeRange's end exclusive: the stricter one wins
+        until = found.until if filters.until is None else min(found.until, filters.until)
+        if since >= until:
+            return None
+        return TimeRange(since, until, found.phrase)
+
+    def _damp_outside(self, hits: Hits, when: TimeRange) -> Hits:
+        mask = [
+            rec is None or not when.contains(rec.started_at.timestamp())
+            for rec in self._shard.records(hits.ids)
+        ]
+        base = Hits(hits.ids, np.maximum(hits.scores, 0.0), hits.exhaustive)
+        return damp(base, mask, factor=self._params.temporal_weight)
 
     def _damp_questions(self, hits: Hits) -> Hits:
         mask = self._shard.questions(hits.ids)

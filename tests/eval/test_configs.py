@@ -25,6 +25,7 @@ def test_builtins_cover_the_four_defaults():
         "window_weight": 0.0,
         "dense_speaker_scope": False,
         "question_weight": 1.0,
+        "temporal_weight": 1.0,
     }
     assert [c.name for c in select_configs(["ablation"], {})][:2] == ["hybrid-rrf", "hybrid"]
     assert BUILTIN_CONFIGS["lexical"].mode == "lexical"

@@ -222,6 +222,10 @@ def test_locomo_loader_normalises_and_counts(tmp_path):
     assert by_id["s1:q4"].qrels == {"s1:D2:3": 1}
     assert by_id["s1:q5"].qrels == {"s1:D1:2": 1}
     assert all(q.user_id == "s1" for q in ds.queries)
+    # asked right after the sample's last turn (session 2, 10:00, its third turn: + 2 minutes)
+    last = ds.utterances[-1].started_at
+    assert (last.day, last.hour, last.minute) == (20, 10, 2)
+    assert all(q.asked_at == last for q in ds.queries)
     assert [by_id[f"s1:q{n}"].category for n in (1, 2, 3, 5)] == [
         "single-hop",
         "multi-hop",
@@ -290,3 +294,21 @@ def test_trec_rejects_whitespace_ids_and_bad_lines(tmp_path):
     (tmp_path / "bad.txt").write_text("q1 0 a\n", encoding="utf-8")
     with pytest.raises(DatasetError, match="expected 4 fields"):
         read_qrels(tmp_path / "bad.txt")
+
+
+def test_jsonl_asked_at(tmp_path):
+    from datetime import UTC, datetime
+
+    path = write_lines(
+        tmp_path / "t.jsonl",
+        [utterance("u1"), query(asked_at="2026-05-13T09:00:00-07:00"), query("q2")],
+    )
+    ds = read_jsonl_dataset(path)
+    assert ds.queries[0].asked_at == datetime(2026, 5, 13, 16, 0, tzinfo=UTC)
+    assert ds.queries[1].asked_at is None
+    write_jsonl_dataset(ds, tmp_path / "again.jsonl")
+    assert read_jsonl_dataset(tmp_path / "again.jsonl").queries == ds.queries
+    for bad in ("2026-05-13T09:00:00", "last week", 5):
+        path = write_lines(tmp_path / "bad.jsonl", [utterance("u1"), query(asked_at=bad)])
+        with pytest.raises(DatasetError, match="asked_at"):
+            read_jsonl_dataset(path)

@@ -34,7 +34,13 @@ class Scripted:
         self.calls: list[tuple[str, str, str | None, int]] = []
 
     def search(
-        self, query: str, *, k: int, user_id: str | None, config: EvalConfig
+        self,
+        query: str,
+        *,
+        k: int,
+        user_id: str | None,
+        config: EvalConfig,
+        asked_at: object = None,
     ) -> RetrievedList:
         self.calls.append((query, config.name, user_id, k))
         ids = self.rankings[config.name][query]

@@ -178,3 +178,18 @@ def test_transcribed_utterances_keep_their_source_and_confidence(app_client) -> 
         bad = client.post("/v1/utterances", json=body)
         assert bad.status_code == 422 and "asr_confidence" in bad.text
         assert bad.headers["content-type"].startswith("application/problem+json")
+
+
+def test_reference_time_needs_a_time_zone(app_client) -> None:
+    with app_client() as client:
+        seq = ingest(client, batch("maya-1", "maya", MAYA))
+        ok = search(
+            client, "what did Maya book last week", seq, reference_time="2026-05-13T09:00:00-07:00"
+        )
+        assert "hits" in ok
+        resp = client.post(
+            "/v1/search",
+            json={"query": "what did Maya book last week", "reference_time": "2026-05-13T09:00:00"},
+        )
+        assert resp.status_code == 422
+        assert "time zone" in resp.text

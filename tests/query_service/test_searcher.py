@@ -504,3 +504,65 @@ def test_a_slow_cross_encoder_is_abandoned_at_the_deadline() -> None:
     assert "cross_encoder" in r.degraded
     assert len(r.hits) == 3  # the first-stage ranking is still answered
     assert took < 0.8  # not the model's 1 s
+
+
+def dated_shard(turns: list[tuple[str, datetime]]) -> IndexShard:
+    s = IndexShard(lexical=TantivyBM25Index(), vector=FaissVectorIndex(dim=DIM))
+    docs, records = [], []
+    for i, (text, at) in enumerate(turns):
+        v = np.zeros(DIM, np.float32)
+        v[i % DIM] = 1.0
+        rec = DocRecord(
+            uid=i + 1, tenant="t", id=f"u{i + 1}", conversation_id=f"c{i}", user_id="u",
+            turn=0, speaker="ann", role=Role.USER, text=text, started_at=at,
+        )  # fmt: skip
+        records.append(rec)
+        docs.append(rec.index_doc(v))
+    s.load(docs, records, seq=len(docs))
+    return s
+
+
+COOKING = [
+    ("I cooked a curry, cooked it twice, cooked so much", datetime(2026, 4, 20, 18, tzinfo=UTC)),
+    ("I cooked pasta with the kids", datetime(2026, 5, 6, 19, tzinfo=UTC)),
+    ("I cooked rice", datetime(2026, 5, 13, 12, tzinfo=UTC)),
+]
+# a Wednesday: "last week" is Monday 4 May to Monday 11 May
+ASKED = datetime(2026, 5, 13, 15, tzinfo=UTC)
+
+
+def cooked(params: SearchParams, query: str, filters: Filters, now: datetime | None) -> list[str]:
+    searcher = Searcher(
+        shard=dated_shard(COOKING),
+        embedder=SlowEmbedder(FakeClock(), 0.0),
+        params=params,
+        now=lambda: ASKED,
+    )
+    try:
+        r = searcher.search(
+            query, k=3, mode="hybrid", filters=filters, deadline=Deadline.after_ms(1000),
+            now=now,
+        )  # fmt: skip
+        return [h.record.text.split(",")[0] for h in r.hits]
+    finally:
+        searcher.close()
+
+
+def test_a_time_in_the_query_prefers_turns_from_then() -> None:
+    off = SearchParams(temporal_weight=1.0, neighbour_weight=0.0)
+    on = SearchParams(temporal_weight=0.3, neighbour_weight=0.0)
+    everyone = Filters(tenant="t")
+    q = "what did I cook last week"
+    # BM25 likes the curry (three "cooked"), from April
+    assert cooked(off, q, everyone, None)[0] == "I cooked a curry"
+    # last week (4-11 May) holds only the pasta: the others' scores are cut to 0.3
+    assert cooked(on, q, everyone, None)[0] == "I cooked pasta with the kids"
+    # the reference time moves "last week": asked on 29 April, it is 20-27 April: the curry
+    assert cooked(on, q, everyone, datetime(2026, 4, 29, tzinfo=UTC))[0] == "I cooked a curry"
+    # no time in the query: nothing changes
+    assert cooked(on, "what did I cook", everyone, None) == cooked(
+        off, "what did I cook", everyone, None
+    )
+    # filters that exclude the whole range win: the stage stands aside
+    april = Filters(tenant="t", until=datetime(2026, 4, 30, tzinfo=UTC).timestamp())
+    assert cooked(on, q, april, None) == ["I cooked a curry"]
