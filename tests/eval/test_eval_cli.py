@@ -7,6 +7,7 @@ bad-input tests fail before either is started.
 import importlib.util
 import json
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -226,7 +227,10 @@ def test_http_retriever_sends_mode_scope_budget_and_reads_hits():
     }
     late = retriever.search("slow", k=5, user_id=None, config=BUILTIN_CONFIGS["lexical"])
     assert (late.ids, late.degraded) == ((), ("deadline",))
-    assert sent[1]["filters"] == {}
+    assert sent[1]["filters"] == {} and "reference_time" not in sent[1]
+    asked = datetime(2023, 5, 20, 10, 2, tzinfo=UTC)
+    retriever.search("when?", k=5, user_id=None, config=BUILTIN_CONFIGS["lexical"], asked_at=asked)
+    assert sent[2]["reference_time"] == "2023-05-20T10:02:00+00:00"
     with pytest.raises(EvalError, match="422"):
         retriever.search("bad", k=5, user_id=None, config=BUILTIN_CONFIGS["lexical"])
     with pytest.raises(ConfigError, match="hybrid-rrf"):
