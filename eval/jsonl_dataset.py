@@ -24,7 +24,7 @@ from typing import Any
 
 from eval.dataset import UNCATEGORISED, Dataset, EvalQuery, validate
 from eval.errors import DatasetError
-from indexer.loaders import LoadError, utterance_from_dict, utterance_to_dict
+from indexer.loaders import LoadError, parse_time, utterance_from_dict, utterance_to_dict
 from indexer.models import UtteranceIn
 
 _QUERY_FIELDS = {"type", "id", "text", "qrels", "category", "user_id", "asked_at"}
@@ -92,14 +92,13 @@ def _asked_at(value: object) -> datetime | None:
     if value is None:
         return None
     try:
-        when = datetime.fromisoformat(str(value)) if isinstance(value, str) else None
-    except ValueError:
-        when = None
-    if when is None or when.tzinfo is None:
+        if not isinstance(value, str):
+            raise ValueError("not a string")
+        return parse_time(value)  # the utterances' own time parser
+    except ValueError as exc:
         raise ValueError(
             f'query field "asked_at" must be an ISO 8601 time with a time zone, got {value!r}'
-        )
-    return when
+        ) from exc
 
 
 def write_jsonl_dataset(dataset: Dataset, path: Path) -> None:

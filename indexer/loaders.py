@@ -51,8 +51,8 @@ def utterance_from_dict(d: dict[str, Any]) -> UtteranceIn:
         speaker=str(d["speaker"]),
         role=Role(d["role"]),
         text=str(d["text"]),
-        started_at=_parse_time(d["started_at"]),
-        ended_at=_parse_time(d["ended_at"]) if d.get("ended_at") else None,
+        started_at=parse_time(d["started_at"]),
+        ended_at=parse_time(d["ended_at"]) if d.get("ended_at") else None,
         user_id=d.get("user_id"),
         agent_id=d.get("agent_id"),
         source=Source(d.get("source", Source.TEXT.value)),
@@ -85,7 +85,8 @@ def utterance_to_dict(u: UtteranceIn) -> dict[str, object]:
     return d
 
 
-def _parse_time(value: str) -> datetime:
+def parse_time(value: str) -> datetime:
+    """An ISO 8601 time that must carry a time zone (``Z`` accepted); ``ValueError`` else."""
     t = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     if t.tzinfo is None:
         raise ValueError(f"timestamp {value!r} needs a time zone")
