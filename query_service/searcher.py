@@ -338,13 +338,11 @@ class Searcher:
             rec is None or not when.contains(rec.started_at.timestamp())
             for rec in self._shard.records(hits.ids)
         ]
-        base = Hits(hits.ids, np.maximum(hits.scores, 0.0), hits.exhaustive)
-        return damp(base, mask, factor=self._params.temporal_weight)
+        return damp(_floored(hits), mask, factor=self._params.temporal_weight)
 
     def _damp_questions(self, hits: Hits) -> Hits:
         mask = self._shard.questions(hits.ids)
-        base = Hits(hits.ids, np.maximum(hits.scores, 0.0), hits.exhaustive)
-        return damp(base, mask, factor=self._params.question_weight)
+        return damp(_floored(hits), mask, factor=self._params.question_weight)
 
     def _fuse(self, runs: list[Hits], result: SearchResult) -> Hits:
         p = self._params
@@ -374,9 +372,7 @@ class Searcher:
             ]
             for uid in hits.ids[: p.neighbour_top]
         }
-        # cosine scores (dense-only mode) can be negative; spreading needs a floor of 0
-        base = Hits(hits.ids, np.maximum(hits.scores, 0.0), hits.exhaustive)
-        return spread_to_neighbours(base, near, weight=p.neighbour_weight)
+        return spread_to_neighbours(_floored(hits), near, weight=p.neighbour_weight)
 
     def _cross_rerank(self, query: str, hits: Hits, result: SearchResult, usable: Deadline) -> Hits:
         """Re-order the best ``cross_encoder_top`` hits by the cross-encoder, if it fits.
@@ -453,3 +449,9 @@ class Searcher:
             )
             result.hits.append(Hit(record=rec, score=float(score), context=ctx))
         result.timings_ms["context"] = round((self._clock() - t0) * 1000, 3)
+
+
+def _floored(hits: Hits) -> Hits:
+    """``hits`` with negative scores raised to 0: cosine scores (dense-only mode) can be
+    negative, and spreading and damping need scores >= 0."""
+    return Hits(hits.ids, np.maximum(hits.scores, 0.0), hits.exhaustive)
