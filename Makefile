@@ -16,6 +16,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[dev,eval,audio]'
+	$(VENV)/bin/convmem fetch-models
 	rm -f $(VENV)/.installed-*
 	touch $@
 

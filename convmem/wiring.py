@@ -1,7 +1,8 @@
 """Build the running system from `Settings`: the only place that knows every package.
 
 Settings ─▶ store (PostgreSQL: configured, or embedded in data_dir/pg)
-         ─▶ embedder (ONNX int8 by default; torch reference; a configured model dir)
+         ─▶ embedder (static potion-base-8M by default; MiniLM ONNX or torch; a model dir)
+         ─▶ re-embed the store if its vectors are another model's (indexer.reembed)
          ─▶ shard (tantivy BM25 + FAISS) ◀─ snapshot (data_dir/index) ◀─ change feed
          ─▶ ingestor, searcher ─▶ Services
 """
@@ -20,12 +21,13 @@ from indexer.bm25_index import TantivyBM25Index
 from indexer.embedded_pg import EmbeddedPostgres
 from indexer.embedders import load_embedder
 from indexer.errors import SnapshotError
-from indexer.ingest import MAX_BATCH, Ingestor, vector_id
+from indexer.ingest import MAX_BATCH, EmbedView, Ingestor, vector_id
 from indexer.loaders import read_jsonl
 from indexer.models import UtteranceIn
 from indexer.numpy_index import NumpyVectorIndex
 from indexer.pg_store import PgStore
 from indexer.protocols import CrossEncoder, Embedder, VectorIndex
+from indexer.reembed import conform, reembed_store
 from indexer.shard import IndexShard
 from indexer.snapshot import load_snapshot, save_snapshot
 from indexer.tailer import ChangeFeedTailer
@@ -57,6 +59,7 @@ def build_embedder(settings: Settings) -> Embedder:
         e.kind,
         model_path=e.model_path,
         cache_dir=e.cache_dir or settings.data_dir / "models",
+        model_home=e.model_home,
         quantize=e.quantize,
         threads=e.threads,
         query_cache=e.query_cache,
@@ -98,6 +101,7 @@ def build_services(settings: Settings, *, embedder: Embedder | None = None) -> S
         snap_dir = settings.data_dir / "index"
         view = settings.index.embed_view
         vectors = vector_id(embedder.model_id, view)  # what the snapshot's vectors are
+        reembed_if_needed(store, embedder, vectors=vectors, view=view)
         try:
             info = load_snapshot(shard, snap_dir, model_id=vectors, dim=embedder.dim)
             _log.info("loaded snapshot: %d docs at seq %d", info.count, info.seq)
@@ -113,6 +117,7 @@ def build_services(settings: Settings, *, embedder: Embedder | None = None) -> S
             poll_interval_s=settings.index.poll_interval_ms / 1000,
             snapshot=snapshot,
             snapshot_interval_s=settings.index.snapshot_interval_s,
+            conform=lambda changes: conform(changes, embedder, vectors=vectors, view=view),
         )
         ingestor = Ingestor(
             store=store, embedder=embedder, on_commit=lambda _seq: tailer.poke(), view=view
@@ -146,6 +151,24 @@ def build_services(settings: Settings, *, embedder: Embedder | None = None) -> S
         closers=closers,
         cross_encoder=cross_encoder,
     )
+
+
+def reembed_if_needed(store: PgStore, embedder: Embedder, *, vectors: str, view: EmbedView) -> int:
+    """Bring every stored vector to ``vectors`` (a new model or view), with a progress bar."""
+    stale = store.count_stale_embeddings(vectors)
+    if not stale:
+        return 0
+    from tqdm import tqdm
+
+    _log.info("re-embedding %d stored utterances for %s", stale, vectors)
+    with tqdm(total=stale, desc="re-embedding", unit="utt", disable=None) as bar:
+
+        def advance(done: int, _total: int) -> None:
+            bar.update(done - bar.n)
+
+        done = reembed_store(store, embedder, vectors=vectors, view=view, progress=advance)
+    _log.info("re-embedded %d utterances", done)
+    return done
 
 
 def build_cross_encoder(settings: Settings) -> CrossEncoder | None:

@@ -1,6 +1,7 @@
 """Latency and ingest benchmark: ``python -m eval.bench --out DIR``.
 
-Measures, on the real components (embedded PostgreSQL, the ONNX embedder, tantivy, FAISS):
+Measures, on the real components (embedded PostgreSQL, the served embedder or ``--embedder``,
+tantivy, FAISS):
   1. ingest throughput through `Ingestor` (embed + durable upsert), and embedding alone;
   2. ingest-to-searchable delay through the change-feed tailer (poked, as in-process
      writes are, and polling only, as another replica sees them);
@@ -65,7 +66,7 @@ def _utterance(u: SyntheticUtterance) -> UtteranceIn:
 
 
 def bench_ingest(
-    store: PgStore, embedder: Embedder, corpus: SyntheticCorpus, n: int
+    store: PgStore, embedder: Embedder, corpus: SyntheticCorpus, n: int, batch: int = 500
 ) -> dict[str, Any]:
     utts = [_utterance(u) for u in corpus.utterances(n, users=5)]
     texts = [embedding_input(u, "text") for u in utts]  # what the default Ingestor embeds
@@ -74,12 +75,12 @@ def bench_ingest(
     embed_s = time.perf_counter() - t0
     ingestor = Ingestor(store=store, embedder=embedder)
     t0 = time.perf_counter()
-    for i in tqdm(range(0, n, 100), desc="ingest", file=sys.stderr):
-        ingestor.ingest(TENANT, utts[i : i + 100])
+    for i in tqdm(range(0, n, batch), desc="ingest", file=sys.stderr):
+        ingestor.ingest(TENANT, utts[i : i + batch])
     total_s = time.perf_counter() - t0
     return {
         "utterances": n,
-        "batch": 100,
+        "batch": batch,
         "ingest_utt_per_s": round(n / total_s, 1),
         "embed_only_utt_per_s": round(n / embed_s, 1),
         "tokens_per_utterance": round(_mean_tokens(texts), 1),
@@ -295,15 +296,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--ingest", type=int, default=3000)
     p.add_argument("--freshness", type=int, default=200)
     p.add_argument("--embed-limit", type=int, default=10_000, help="real embeddings, then noise")
+    p.add_argument("--ingest-batch", type=int, default=500, dest="ingest_batch")
+    p.add_argument(
+        "--embedder",
+        choices=["static", "onnx", "torch"],
+        default="static",
+        help="static: potion-base-8M (the served default); onnx: MiniLM",
+    )
     p.add_argument("--model-cache", type=Path, default=Path("data/models"))
     args = p.parse_args(argv)
-    embedder = load_embedder("onnx", model_path=None, cache_dir=args.model_cache)
+    embedder = load_embedder(args.embedder, model_path=None, cache_dir=args.model_cache)
     corpus = SyntheticCorpus(seed=0)
     with tempfile.TemporaryDirectory(prefix="convmem-bench-") as tmp:
         pg = EmbeddedPostgres(data_dir=Path(tmp) / "pg", cleanup="delete")
         store = PgStore.connect(pg.start())
         try:
-            ingest = bench_ingest(store, embedder, corpus, args.ingest)
+            ingest = bench_ingest(store, embedder, corpus, args.ingest, args.ingest_batch)
             freshness = {
                 "poked": bench_freshness(store, embedder, args.freshness, poke=True),
                 "polled": bench_freshness(store, embedder, max(5, args.freshness // 4), poke=False),

@@ -30,9 +30,12 @@ def vector_id(model_id: str, view: EmbedView) -> str:
 
 def embedding_input(utterance: UtteranceIn, view: EmbedView) -> str:
     """The string the embedder sees for ``utterance`` under ``view``."""
-    if view == "speaker_text":
-        return f"{utterance.speaker}: {utterance.text}"
-    return utterance.text
+    return embedding_text(utterance.speaker, utterance.text, view)
+
+
+def embedding_text(speaker: str, text: str, view: EmbedView) -> str:
+    """The string the embedder sees for a turn of ``speaker`` saying ``text`` under ``view``."""
+    return f"{speaker}: {text}" if view == "speaker_text" else text
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +66,12 @@ class Ingestor:
         embeddings = self._embedder.embed_batch(
             [embedding_input(u, self._view) for u in utterances]
         )
-        seq = self._store.upsert_utterances(tenant, utterances, embeddings)
+        seq = self._store.upsert_utterances(
+            tenant,
+            utterances,
+            embeddings,
+            embedding_model=vector_id(self._embedder.model_id, self._view),
+        )
         if self._on_commit is not None:
             self._on_commit(seq)
         return IngestResult(accepted=len(utterances), seq=seq)

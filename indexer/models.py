@@ -90,6 +90,8 @@ class Change:
     deleted: bool
     utterance: Utterance
     embedding: npt.NDArray[np.float32] | None
+    #: what made ``embedding`` (``ingest.vector_id``: model and view); None if unknown
+    embedding_model: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -86,6 +86,8 @@ class PgStore:
         tenant: str,
         utterances: Sequence[UtteranceIn],
         embeddings: npt.NDArray[np.float32],
+        *,
+        embedding_model: str | None = None,
     ) -> int:
         if len(utterances) != embeddings.shape[0]:
             raise ValueError("one embedding per utterance is required")
@@ -99,7 +101,7 @@ class PgStore:
                 cur.executemany(
                     _UPSERT_SQL,
                     [
-                        _upsert_params(tenant, utt, emb, turn)
+                        _upsert_params(tenant, utt, emb, turn, embedding_model)
                         for utt, emb, turn in zip(utterances, embeddings, turns, strict=True)
                     ],
                 )
@@ -278,7 +280,8 @@ class PgStore:
 
     def changes_since(self, seq: int, limit: int) -> list[Change]:
         rows = self._fetch_all(
-            f"SELECT {_UTTERANCE_COLUMNS}, u.embedding FROM utterances u JOIN conversations c"
+            f"SELECT {_UTTERANCE_COLUMNS}, u.embedding, u.embedding_model"
+            " FROM utterances u JOIN conversations c"
             " ON c.tenant = u.tenant AND c.id = u.conversation_id"
             " WHERE u.seq > %s ORDER BY u.seq LIMIT %s",
             (seq, limit),
@@ -292,9 +295,61 @@ class PgStore:
                 embedding=None
                 if r["embedding"] is None
                 else np.asarray(_to_numpy(r["embedding"]), dtype=np.float32),
+                embedding_model=r["embedding_model"],
             )
             for r in rows
         ]
+
+    # -- re-embedding (a change of embedder) --------------------------------------------
+
+    def count_stale_embeddings(self, embedding_model: str) -> int:
+        """Live utterances whose stored vector was not made by ``embedding_model``."""
+        row = self._fetch_one(
+            "SELECT count(*) AS n FROM utterances"
+            " WHERE NOT deleted AND embedding_model IS DISTINCT FROM %s",
+            (embedding_model,),
+        )
+        return int(row["n"]) if row else 0
+
+    def stale_embeddings(
+        self, embedding_model: str, *, after_uid: int, limit: int
+    ) -> list[tuple[int, str, str]]:
+        """``(uid, speaker, text)`` of live utterances to re-embed, by uid after ``after_uid``."""
+        rows = self._fetch_all(
+            "SELECT uid, speaker, text FROM utterances"
+            " WHERE NOT deleted AND embedding_model IS DISTINCT FROM %s AND uid > %s"
+            " ORDER BY uid LIMIT %s",
+            (embedding_model, after_uid, limit),
+        )
+        return [(int(r["uid"]), str(r["speaker"]), str(r["text"])) for r in rows]
+
+    def write_embeddings(
+        self,
+        embedding_model: str,
+        rows: Sequence[tuple[int, str]],
+        embeddings: npt.NDArray[np.float32],
+    ) -> int:
+        """Set the vectors of ``rows`` (``(uid, text embedded)``); no new ``seq``.
+
+        A row deleted or edited since it was read is left alone (its text no longer matches),
+        so a concurrent write always wins over a re-embedding.
+
+        A vector rewrite is not a change of content: indexes built from the old model are
+        rebuilt (their snapshot names the model), and a tailer conforms any vector it reads
+        that another model made (``indexer.reembed.conform``).
+        """
+        if len(rows) != embeddings.shape[0]:
+            raise ValueError("one embedding per row is required")
+        with self._write("re-embed") as conn, conn.cursor() as cur:
+            cur.executemany(
+                "UPDATE utterances SET embedding = %s, embedding_model = %s"
+                " WHERE uid = %s AND text = %s AND NOT deleted",
+                [
+                    (np.asarray(e, dtype=np.float32), embedding_model, int(uid), text)
+                    for (uid, text), e in zip(rows, embeddings, strict=True)
+                ],
+            )
+            return len(rows)
 
     def iter_changes(self, seq: int, *, page: int = 5000) -> Iterator[Change]:
         """Every change after ``seq``, paged."""
@@ -340,17 +395,18 @@ class PgStore:
 
 _UPSERT_SQL = (
     "INSERT INTO utterances (tenant, id, conversation_id, turn, speaker, role, text, started_at,"
-    " ended_at, source, asr_confidence, embedding, metadata, seq)"
-    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, nextval('change_seq'))"
+    " ended_at, source, asr_confidence, embedding, metadata, embedding_model, seq)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, nextval('change_seq'))"
     " ON CONFLICT (tenant, id) DO UPDATE SET conversation_id = EXCLUDED.conversation_id,"
     " speaker = EXCLUDED.speaker, role = EXCLUDED.role, text = EXCLUDED.text,"
     " started_at = EXCLUDED.started_at, ended_at = EXCLUDED.ended_at, source = EXCLUDED.source,"
     " asr_confidence = EXCLUDED.asr_confidence, embedding = EXCLUDED.embedding,"
-    " metadata = EXCLUDED.metadata, seq = EXCLUDED.seq, deleted = false"
+    " metadata = EXCLUDED.metadata, embedding_model = EXCLUDED.embedding_model,"
+    " seq = EXCLUDED.seq, deleted = false"
     " WHERE (utterances.conversation_id, utterances.speaker, utterances.role, utterances.text,"
-    " utterances.started_at, utterances.ended_at, utterances.deleted)"
+    " utterances.started_at, utterances.ended_at, utterances.deleted, utterances.embedding_model)"
     " IS DISTINCT FROM (EXCLUDED.conversation_id, EXCLUDED.speaker, EXCLUDED.role,"
-    " EXCLUDED.text, EXCLUDED.started_at, EXCLUDED.ended_at, false)"
+    " EXCLUDED.text, EXCLUDED.started_at, EXCLUDED.ended_at, false, EXCLUDED.embedding_model)"
 )
 
 
@@ -379,7 +435,11 @@ def _delete_conversations(
 
 
 def _upsert_params(
-    tenant: str, utt: UtteranceIn, emb: npt.NDArray[np.float32], turn: int
+    tenant: str,
+    utt: UtteranceIn,
+    emb: npt.NDArray[np.float32],
+    turn: int,
+    embedding_model: str | None,
 ) -> tuple[object, ...]:
     return (
         tenant,
@@ -395,6 +455,7 @@ def _upsert_params(
         utt.asr_confidence,
         np.asarray(emb, dtype=np.float32),
         json.dumps(utt.metadata),
+        embedding_model,
     )
 
 

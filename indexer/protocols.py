@@ -117,8 +117,12 @@ class Store(Protocol):
         tenant: str,
         utterances: Sequence[UtteranceIn],
         embeddings: npt.NDArray[np.float32],
+        *,
+        embedding_model: str | None = None,
     ) -> int:
-        """Durably upsert (idempotent by ``(tenant, id)``); return the highest ``seq`` written."""
+        """Durably upsert (idempotent by ``(tenant, id)``); return the highest ``seq`` written.
+
+        ``embedding_model`` names what made the vectors (``ingest.vector_id``)."""
         ...
 
     def put_conversation(self, tenant: str, conversation: ConversationIn) -> int: ...
@@ -138,3 +142,20 @@ class Store(Protocol):
         ...
 
     def max_seq(self) -> int: ...
+
+
+class VectorStore(Protocol):
+    """The store's side of a change of embedder (``indexer.reembed``), tenant-wide."""
+
+    def count_stale_embeddings(self, embedding_model: str) -> int: ...
+
+    def stale_embeddings(
+        self, embedding_model: str, *, after_uid: int, limit: int
+    ) -> list[tuple[int, str, str]]: ...
+
+    def write_embeddings(
+        self,
+        embedding_model: str,
+        rows: Sequence[tuple[int, str]],
+        embeddings: npt.NDArray[np.float32],
+    ) -> int: ...

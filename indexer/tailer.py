@@ -4,7 +4,9 @@ A daemon thread polls ``changes_since(shard.seq)``. Ingest in the same process c
 right after its commit, so local writes are applied at once instead of at the next poll;
 other replicas see them within ``poll_interval_s``. Readers use ``wait_for(seq, timeout_s)``
 for read-your-writes. Every ``snapshot_interval_s`` (if anything changed) the shard is written
-to disk, and once more on ``stop()``.
+to disk, and once more on ``stop()``. ``conform`` (optional) maps each batch of changes before
+it is applied: the services pass ``indexer.reembed.conform``, so a vector another model made
+never reaches the index.
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from indexer.errors import IndexerError
+from indexer.models import Change
 from indexer.protocols import Store
 from indexer.shard import IndexShard
 
@@ -32,8 +35,10 @@ class ChangeFeedTailer:
         snapshot: Callable[[], object] | None = None,
         snapshot_interval_s: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
+        conform: Callable[[Sequence[Change]], Sequence[Change]] | None = None,
     ) -> None:
         self._store = store
+        self._conform = conform
         self._shard = shard
         self._poll_interval_s = poll_interval_s
         self._batch_size = batch_size
@@ -56,7 +61,7 @@ class ChangeFeedTailer:
         while True:
             changes = self._store.changes_since(self._shard.seq, self._batch_size)
             if changes:
-                self._shard.apply(changes)
+                self._shard.apply(changes if self._conform is None else self._conform(changes))
                 with self._advanced:
                     self._advanced.notify_all()
             if len(changes) < self._batch_size:

@@ -41,7 +41,7 @@ def speech_16k(text: str, tmp: Path, **kw: Any) -> npt.NDArray[np.float32]:
 
 @pytest.fixture(scope="session")
 def embedder(model_cache: Path) -> Embedder:
-    return load_embedder("onnx", model_path=None, cache_dir=model_cache)
+    return load_embedder("static", model_path=None, cache_dir=model_cache)
 
 
 @pytest.fixture(scope="session")

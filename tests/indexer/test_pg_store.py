@@ -49,7 +49,7 @@ def test_migrations_are_idempotent(database_url: str) -> None:
     PgStore.connect(database_url).close()
     with psycopg.connect(database_url) as conn:
         rows = conn.execute("SELECT version FROM schema_migrations").fetchall()
-    assert rows == [(1,)]
+    assert rows == [(1,), (2,)]
 
 
 def test_upsert_and_transcript_roundtrip(store: PgStore) -> None:
@@ -211,3 +211,24 @@ def test_change_feed_under_concurrent_writers(store: PgStore) -> None:
     assert len(final) == writers * per_writer
     assert sorted(seen) == final  # each once, none skipped
     assert seen == final  # and in order
+
+
+def test_reembedding_rewrites_stale_vectors_but_never_a_newer_write(store: PgStore) -> None:
+    store.upsert_utterances("t", [utt(0), utt(1), utt(2)], vecs(3), embedding_model="old/text")
+    seq = store.max_seq()
+    assert store.count_stale_embeddings("old/text") == 0
+    assert store.count_stale_embeddings("new/text") == 3
+    rows = store.stale_embeddings("new/text", after_uid=0, limit=10)
+    assert [text for _, _, text in rows] == [utt(i).text for i in range(3)]
+    # utterance 1 is edited (by a replica on the old model) after the re-embedder read it
+    store.upsert_utterances(
+        "t", [utt(1, text="edited")], vecs(1, seed=5), embedding_model="old/text"
+    )
+    store.write_embeddings("new/text", [(uid, text) for uid, _, text in rows], vecs(3, seed=9))
+    assert store.count_stale_embeddings("new/text") == 1  # the edit keeps its own vector
+    left = store.stale_embeddings("new/text", after_uid=0, limit=10)
+    assert [text for _, _, text in left] == ["edited"]
+    by_uid = {c.uid: c for c in store.changes_since(0, 100) if c.embedding is not None}
+    rewritten = [c for c in by_uid.values() if c.embedding_model == "new/text"]
+    assert len(rewritten) == 2
+    assert all(c.seq <= seq for c in rewritten)  # a vector rewrite is not a content change

@@ -44,7 +44,7 @@ class CountingEmbedder:
 
 @pytest.fixture(scope="session")
 def real_embedder(model_cache: Path) -> Embedder:
-    return load_embedder("onnx", model_path=None, cache_dir=model_cache)
+    return load_embedder("static", model_path=None, cache_dir=model_cache)
 
 
 @pytest.fixture
