@@ -285,6 +285,7 @@ class PgStore:
             " ON c.tenant = u.tenant AND c.id = u.conversation_id"
             " WHERE u.seq > %s ORDER BY u.seq LIMIT %s",
             (seq, limit),
+            binary=True,
         )
         return [
             Change(
@@ -342,7 +343,7 @@ class PgStore:
             raise ValueError("one embedding per row is required")
         with self._write("re-embed") as conn, conn.cursor() as cur:
             cur.executemany(
-                "UPDATE utterances SET embedding = %s, embedding_model = %s"
+                "UPDATE utterances SET embedding = %b, embedding_model = %s"
                 " WHERE uid = %s AND text = %s AND NOT deleted",
                 [
                     (np.asarray(e, dtype=np.float32), embedding_model, int(uid), text)
@@ -384,19 +385,23 @@ class PgStore:
         rows = self._fetch_all(sql, params)
         return rows[0] if rows else None
 
-    def _fetch_all(self, sql: str, params: tuple[object, ...]) -> list[_Row]:
+    def _fetch_all(
+        self, sql: str, params: tuple[object, ...], *, binary: bool = False
+    ) -> list[_Row]:
+        """Rows as dicts; ``binary`` asks for binary results (vectors decode ~10x faster)."""
         try:
             with self._pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-                cur.execute(sql.encode(), params)
+                cur.execute(sql.encode(), params, binary=binary)
                 return cur.fetchall()
         except psycopg.Error as exc:
             raise StoreError(f"read failed: {exc}") from exc
 
 
+#: The vector is sent in binary (``%b``): formatting 256 floats as text cost more than the rest.
 _UPSERT_SQL = (
     "INSERT INTO utterances (tenant, id, conversation_id, turn, speaker, role, text, started_at,"
     " ended_at, source, asr_confidence, embedding, metadata, embedding_model, seq)"
-    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, nextval('change_seq'))"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %b, %s, %s, nextval('change_seq'))"
     " ON CONFLICT (tenant, id) DO UPDATE SET conversation_id = EXCLUDED.conversation_id,"
     " speaker = EXCLUDED.speaker, role = EXCLUDED.role, text = EXCLUDED.text,"
     " started_at = EXCLUDED.started_at, ended_at = EXCLUDED.ended_at, source = EXCLUDED.source,"

@@ -1,0 +1,195 @@
+"""Sustained REST ingest and its freshness: ``python -m eval.rest_ingest_bench --out DIR``.
+
+Starts the served application (``convmem.wiring.build_app``: embedded PostgreSQL, the served
+embedder, the change-feed tailer) under uvicorn on a loopback port, then posts a synthetic
+corpus to ``POST /v1/utterances`` in batches (500 by default) from one client, back to back,
+as fast as the service acknowledges them. After every acknowledgement a second client asks
+``POST /v1/search`` with ``min_seq`` = the acknowledged ``seq`` and a 1 s budget: the time from
+the acknowledgement to a search that answers without ``stale_index`` is the batch's
+freshness. Writes ``DIR/rest_ingest.json`` and ``DIR/rest_ingest.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import queue
+import socket
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+from tqdm import tqdm
+
+from eval.synthetic import SyntheticCorpus
+
+
+def _pct(xs: Sequence[float]) -> dict[str, float]:
+    a = np.asarray(xs, dtype=np.float64)
+    return {f"p{p}": round(float(np.percentile(a, p)), 2) for p in (50, 95, 99)} | {
+        "max": round(float(a.max()), 2),
+        "n": len(xs),
+    }
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def run(n: int, batch: int, users: int, data_dir: Path, rate: float = 0.0) -> dict[str, Any]:
+    """``rate`` > 0 paces the batches to that many utterances/s (open loop); 0: flat out."""
+    import uvicorn
+
+    from convmem.settings import Settings
+    from convmem.wiring import build_app
+
+    settings = Settings(data_dir=data_dir, demo_data=False)
+    port = _free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(build_app(settings), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    with httpx.Client(base_url=base, timeout=60) as client:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            try:
+                if client.get("/readyz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        else:
+            raise SystemExit("the service did not become ready")
+        utts = SyntheticCorpus(seed=1).utterances(n, users=users)
+        bodies = [
+            {
+                "utterances": [
+                    {
+                        "id": u.id,
+                        "conversation_id": u.conversation_id,
+                        "user_id": u.user_id,
+                        "speaker": u.speaker,
+                        "role": u.role,
+                        "text": u.text,
+                        "started_at": u.started_at.isoformat(),
+                    }
+                    for u in utts[i : i + batch]
+                ]
+            }
+            for i in range(0, n, batch)
+        ]
+        acks: queue.Queue[tuple[int, float] | None] = queue.Queue()
+        fresh_ms: list[float] = []
+        stale = 0
+
+        def probe() -> None:
+            nonlocal stale
+            with httpx.Client(base_url=base, timeout=60) as searcher:
+                while (item := acks.get()) is not None:
+                    seq, acked = item
+                    resp = searcher.post(
+                        "/v1/search",
+                        json={
+                            "query": "the",
+                            "mode": "lexical",
+                            "k": 1,
+                            "min_seq": seq,
+                            "budget_ms": 1000,
+                        },
+                    )
+                    done = time.perf_counter()
+                    if "stale_index" in resp.json().get("degraded", []):
+                        stale += 1
+                    else:
+                        fresh_ms.append((done - acked) * 1000)
+
+        prober = threading.Thread(target=probe, daemon=True)
+        prober.start()
+        post_ms: list[float] = []
+        t0 = time.perf_counter()
+        for i, body in enumerate(tqdm(bodies, desc="ingest", unit="batch", file=sys.stderr)):
+            if rate > 0:  # batch i is due at i * batch / rate seconds
+                time.sleep(max(0.0, t0 + i * batch / rate - time.perf_counter()))
+            start = time.perf_counter()
+            resp = client.post("/v1/utterances", json=body)
+            if resp.status_code != 200:
+                raise SystemExit(f"ingest failed: {resp.status_code} {resp.text[:200]}")
+            now = time.perf_counter()
+            post_ms.append((now - start) * 1000)
+            acks.put((int(resp.json()["seq"]), now))
+        total_s = time.perf_counter() - t0
+        acks.put(None)
+        prober.join()
+    server.should_exit = True
+    thread.join(timeout=30)
+    return {
+        "utterances": n,
+        "batch": batch,
+        "offered_utt_per_s": rate or None,
+        "ingest_utt_per_s": round(n / total_s, 1),
+        "post_ms": _pct(post_ms),
+        "freshness_ms": _pct(fresh_ms) if fresh_ms else {},
+        "stale_probes": stale,
+    }
+
+
+def render(report: dict[str, Any]) -> str:
+    r = report["result"]
+    f = r["freshness_ms"]
+    return (
+        "# REST ingest benchmark\n\n"
+        f"Machine: {report['machine']['cpus']} CPUs, {report['machine']['platform']};"
+        f" {report['date']}; embedder {report['embedder']}\n\n"
+        f"- sustained ingest: **{r['ingest_utt_per_s']} utterances/s** through"
+        f" `POST /v1/utterances`, batches of {r['batch']} ({r['utterances']} in all;"
+        f" offered: {r['offered_utt_per_s'] or 'as fast as acknowledged'})\n"
+        f"- per batch: p50 {r['post_ms']['p50']} ms, p99 {r['post_ms']['p99']} ms\n"
+        f"- acknowledged to searchable (freshness) at that rate: p50 {f.get('p50')} ms,"
+        f" p99 {f.get('p99')} ms, max {f.get('max')} ms; stale probes {r['stale_probes']}\n"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m eval.rest_ingest_bench", description=__doc__)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--utterances", type=int, default=20_000)
+    p.add_argument("--batch", type=int, default=500)
+    p.add_argument("--users", type=int, default=10)
+    p.add_argument("--rate", type=float, default=0.0, help="utterances/s to offer (0: flat out)")
+    args = p.parse_args(argv)
+    if not 1 <= args.batch <= 1000:
+        p.error("--batch must be in 1..1000 (the API's batch limit)")
+    with tempfile.TemporaryDirectory(prefix="convmem-rest-ingest-") as tmp:
+        os.chmod(tmp, 0o755)  # the embedded PostgreSQL runs as another user when we are root
+        result = run(args.utterances, args.batch, args.users, Path(tmp) / "data", args.rate)
+    from convmem.settings import Settings
+
+    report = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {"cpus": len(os.sched_getaffinity(0)), "platform": platform.platform()},
+        "embedder": Settings().embedder.kind,
+        "args": {k: str(v) for k, v in vars(args).items()},
+        "result": result,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "rest_ingest.json").write_text(json.dumps(report, indent=2))
+    (args.out / "rest_ingest.md").write_text(render(report))
+    sys.stdout.write(render(report))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
