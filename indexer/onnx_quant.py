@@ -161,3 +161,17 @@ def quantize_per_row(src: Path, dst: Path) -> int:
         model.opset_import.append(helper.make_opsetid(_MS_DOMAIN, 1))
     onnx.save(model, str(dst))
     return count
+
+
+def quantize_dynamic_int8(src: Path, dst: Path, *, signed_weights: bool) -> None:
+    """Write onnxruntime's ``quantize_dynamic`` copy of ``src`` (MatMulInteger) to ``dst``.
+
+    Per-channel weights (on all-MiniLM-L6-v2 their worst cosine to fp32 was 0.973 against
+    0.837 per tensor, on an AVX-512 VNNI CPU); signed (QInt8) where the CPU has VNNI, else
+    QUInt8, onnxruntime's advice for CPUs whose u8·s8 kernel saturates. Activations keep one
+    scale per tensor, the cost the module docstring describes.
+    """
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    weight_type = QuantType.QInt8 if signed_weights else QuantType.QUInt8
+    quantize_dynamic(src, dst, per_channel=True, weight_type=weight_type)

