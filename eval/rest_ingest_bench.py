@@ -5,8 +5,8 @@ embedder, the change-feed tailer) under uvicorn on a loopback port, then posts a
 corpus to ``POST /v1/utterances`` in batches (500 by default) from one client, back to back,
 as fast as the service acknowledges them. After every acknowledgement a second client asks
 ``POST /v1/search`` with ``min_seq`` = the acknowledged ``seq`` and a 1 s budget: the time from
-the acknowledgement to a search that answers without ``stale_index`` is the batch's
-freshness. Writes ``DIR/rest_ingest.json`` and ``DIR/rest_ingest.md``.
+the acknowledgement to a search that answers without ``stale_index`` (retried until one
+does) is the batch's freshness. Writes ``DIR/rest_ingest.json`` and ``DIR/rest_ingest.md``.
 """
 
 from __future__ import annotations
@@ -100,21 +100,21 @@ def run(n: int, batch: int, users: int, data_dir: Path, rate: float = 0.0) -> di
             with httpx.Client(base_url=base, timeout=60) as searcher:
                 while (item := acks.get()) is not None:
                     seq, acked = item
-                    resp = searcher.post(
-                        "/v1/search",
-                        json={
-                            "query": "the",
-                            "mode": "lexical",
-                            "k": 1,
-                            "min_seq": seq,
-                            "budget_ms": 1000,
-                        },
-                    )
-                    done = time.perf_counter()
-                    if "stale_index" in resp.json().get("degraded", []):
+                    while True:  # a stale answer is retried: the time counts until it is fresh
+                        resp = searcher.post(
+                            "/v1/search",
+                            json={
+                                "query": "the",
+                                "mode": "lexical",
+                                "k": 1,
+                                "min_seq": seq,
+                                "budget_ms": 1000,
+                            },
+                        )
+                        if "stale_index" not in resp.json().get("degraded", []):
+                            break
                         stale += 1
-                    else:
-                        fresh_ms.append((done - acked) * 1000)
+                    fresh_ms.append((time.perf_counter() - acked) * 1000)
 
         prober = threading.Thread(target=probe, daemon=True)
         prober.start()
@@ -158,7 +158,8 @@ def render(report: dict[str, Any]) -> str:
         f" offered: {r['offered_utt_per_s'] or 'as fast as acknowledged'})\n"
         f"- per batch: p50 {r['post_ms']['p50']} ms, p99 {r['post_ms']['p99']} ms\n"
         f"- acknowledged to searchable (freshness) at that rate: p50 {f.get('p50')} ms,"
-        f" p99 {f.get('p99')} ms, max {f.get('max')} ms; stale probes {r['stale_probes']}\n"
+        f" p99 {f.get('p99')} ms, max {f.get('max')} ms; stale answers retried"
+        f" {r['stale_probes']}\n"
     )
 
 
