@@ -143,6 +143,14 @@ class PgStore:
                 " OR (agent_id IS NULL AND %(agent)s::text IS NOT NULL))",
                 {"user": utt.user_id, "agent": utt.agent_id, "tenant": tenant, "id": conv_id},
             )
+            if user_id is None and utt.user_id is not None and not deleted:
+                # The conversation now has an owner, and the indexes filter on user_id: the
+                # turns already indexed without one are re-announced, as a PUT would do.
+                conn.execute(
+                    "UPDATE utterances SET seq = nextval('change_seq')"
+                    " WHERE tenant = %s AND conversation_id = %s AND NOT deleted",
+                    (tenant, conv_id),
+                )
 
     def _assign_turns(
         self, conn: psycopg.Connection[Any], tenant: str, utterances: Sequence[UtteranceIn]

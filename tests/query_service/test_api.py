@@ -193,3 +193,21 @@ def test_reference_time_needs_a_time_zone(app_client) -> None:
         )
         assert resp.status_code == 422
         assert "time zone" in resp.text
+
+
+def test_turns_before_the_owner_was_known_are_found_by_user(app_client) -> None:
+    """A conversation's first turns came without a user_id; a later turn names the user."""
+    first = batch("c1", "ana", [("Ana", "user", "I adopted a greyhound named Biscuit.")])
+    del first["utterances"][0]["user_id"]  # type: ignore[index]
+    later = batch("c1", "ana", [("Agent", "agent", "What a lovely name for a dog.")], day=1)
+    later["utterances"][0]["id"] = "c1-later"  # type: ignore[index]
+    with app_client() as client:
+        ingest(client, first)
+        seq = ingest(client, later)
+        transcript = client.get("/v1/conversations/c1").json()
+        assert transcript["user_id"] == "ana" and len(transcript["turns"]) == 2
+        for mode in ("lexical", "dense", "hybrid"):
+            found = search(
+                client, "greyhound Biscuit", seq, mode=mode, k=5, filters={"user_id": "ana"}
+            )
+            assert "c1-0" in ids(found), (mode, found)
