@@ -405,6 +405,9 @@ class PgStore:
             raise StoreError(f"read failed: {exc}") from exc
 
 
+#: A resend that changes any stored field (text, times, speaker, role, source, ASR confidence,
+#: metadata, or the model that made its vector) replaces the row and draws a new ``seq``; an
+#: identical resend is a no-op.
 #: The vector is sent in binary (``%b``): formatting 256 floats as text cost more than the rest.
 _UPSERT_SQL = (
     "INSERT INTO utterances (tenant, id, conversation_id, turn, speaker, role, text, started_at,"
@@ -417,9 +420,11 @@ _UPSERT_SQL = (
     " metadata = EXCLUDED.metadata, embedding_model = EXCLUDED.embedding_model,"
     " seq = EXCLUDED.seq, deleted = false"
     " WHERE (utterances.conversation_id, utterances.speaker, utterances.role, utterances.text,"
-    " utterances.started_at, utterances.ended_at, utterances.deleted, utterances.embedding_model)"
+    " utterances.started_at, utterances.ended_at, utterances.deleted, utterances.embedding_model,"
+    " utterances.source, utterances.asr_confidence, utterances.metadata)"
     " IS DISTINCT FROM (EXCLUDED.conversation_id, EXCLUDED.speaker, EXCLUDED.role,"
-    " EXCLUDED.text, EXCLUDED.started_at, EXCLUDED.ended_at, false, EXCLUDED.embedding_model)"
+    " EXCLUDED.text, EXCLUDED.started_at, EXCLUDED.ended_at, false, EXCLUDED.embedding_model,"
+    " EXCLUDED.source, EXCLUDED.asr_confidence, EXCLUDED.metadata)"
 )
 
 

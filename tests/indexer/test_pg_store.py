@@ -232,3 +232,36 @@ def test_reembedding_rewrites_stale_vectors_but_never_a_newer_write(store: PgSto
     rewritten = [c for c in by_uid.values() if c.embedding_model == "new/text"]
     assert len(rewritten) == 2
     assert all(c.seq <= seq for c in rewritten)  # a vector rewrite is not a content change
+
+
+def test_a_resend_with_changed_fields_replaces_every_stored_field(
+    store: PgStore, database_url: str
+) -> None:
+    from dataclasses import replace
+
+    from indexer.models import Source
+
+    base = utt(0)
+    store.upsert_utterances("t", [base], vecs(1), embedding_model="m/text")
+    seq = store.max_seq()
+    store.upsert_utterances("t", [base], vecs(1), embedding_model="m/text")
+    assert store.max_seq() == seq  # identical: a no-op
+    changes = {
+        "metadata": replace(base, metadata={"topic": "pets"}),
+        "source": replace(base, source=Source.ASR, asr_confidence=0.9),
+        "asr_confidence": replace(base, source=Source.ASR, asr_confidence=0.4),
+    }
+    for what, changed in changes.items():
+        store.upsert_utterances("t", [changed], vecs(1), embedding_model="m/text")
+        assert store.max_seq() > seq, what
+        seq = store.max_seq()
+    store.upsert_utterances("t", [changes["asr_confidence"]], vecs(1, 3), embedding_model="m2/x")
+    assert store.max_seq() > seq  # another model's vector replaces the stored one
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(
+            "SELECT metadata, source, asr_confidence, embedding_model FROM utterances"
+            " WHERE id = %s",
+            (base.id,),
+        ).fetchone()
+    assert row is not None
+    assert row[0] == {} and row[1] == "asr" and row[2] == pytest.approx(0.4) and row[3] == "m2/x"
