@@ -4,7 +4,8 @@ A daemon thread polls ``changes_since(shard.seq)``. Ingest in the same process c
 right after its commit, so local writes are applied at once instead of at the next poll;
 other replicas see them within ``poll_interval_s``. Readers use ``wait_for(seq, timeout_s)``
 for read-your-writes. Every ``snapshot_interval_s`` (if anything changed) the shard is written
-to disk, and once more on ``stop()``. ``conform`` (optional) maps each batch of changes before
+to disk on a thread of its own (the feed keeps being applied meanwhile), and once more on
+``stop()``. ``conform`` (optional) maps each batch of changes before
 it is applied: the services pass ``indexer.reembed.conform``, so a vector another model made
 never reaches the index.
 """
@@ -51,6 +52,8 @@ class ChangeFeedTailer:
         self._thread: threading.Thread | None = None
         self._last_error: str | None = None
         self._snapshotted_seq = shard.seq
+        self._snapshot_lock = threading.Lock()  # one snapshot at a time
+        self._snapshotter: threading.Thread | None = None
 
     @property
     def last_error(self) -> str | None:
@@ -78,7 +81,7 @@ class ChangeFeedTailer:
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
-        self._maybe_snapshot(force=True)
+        self._maybe_snapshot(force=True)  # waits for one in flight (the lock), then the last
 
     def poke(self) -> None:
         """Wake the tailer now (a local write just committed)."""
@@ -109,18 +112,33 @@ class ChangeFeedTailer:
                 _log.warning("change feed: %s", exc)
                 self._stop.wait(1.0)
             if self._clock() - last_snapshot >= self._snapshot_interval_s:
-                self._maybe_snapshot(force=False)
+                self._snapshot_in_background()
                 last_snapshot = self._clock()
             self._wake.wait(self._poll_interval_s)
             self._wake.clear()
 
+    def _snapshot_in_background(self) -> None:
+        """Snapshot on a thread of its own, so the feed keeps being applied meanwhile (writing
+        100k documents takes seconds; in the tailer's thread it held freshness up that long)."""
+        if self._snapshotter is not None and self._snapshotter.is_alive():
+            return  # the one in flight covers most of it; the next interval the rest
+        self._snapshotter = threading.Thread(
+            target=self._maybe_snapshot,
+            kwargs={"force": False},
+            name="convmem-snapshot",
+            daemon=True,
+        )
+        self._snapshotter.start()
+
     def _maybe_snapshot(self, *, force: bool) -> None:
         if self._snapshot is None:
             return
-        if self._shard.seq == self._snapshotted_seq and not force:
-            return
-        try:
-            self._snapshot()
-            self._snapshotted_seq = self._shard.seq
-        except (OSError, IndexerError) as exc:
-            _log.warning("snapshot failed: %s", exc)
+        with self._snapshot_lock:
+            seq = self._shard.seq  # the snapshot covers at least this much
+            if seq == self._snapshotted_seq and not force:
+                return
+            try:
+                self._snapshot()
+                self._snapshotted_seq = seq
+            except (OSError, IndexerError) as exc:
+                _log.warning("snapshot failed: %s", exc)

@@ -169,6 +169,56 @@ def test_tailer_keeps_the_shard_fresh_and_waits_for_seq(database_url: str) -> No
         store.close()
 
 
+def test_a_slow_snapshot_does_not_hold_up_the_feed(database_url: str) -> None:
+    import threading
+
+    from indexer.models import UtteranceIn
+
+    store = PgStore.connect(database_url)
+    shard = new_shard()
+    started, release = threading.Event(), threading.Event()
+    calls: list[int] = []
+
+    def slow_snapshot() -> None:
+        calls.append(shard.seq)
+        started.set()
+        release.wait(10)
+
+    tailer = ChangeFeedTailer(
+        store=store,
+        shard=shard,
+        poll_interval_s=0.02,
+        snapshot=slow_snapshot,
+        snapshot_interval_s=0.0,
+    )
+    ingestor = Ingestor(store=store, embedder=HashEmbedder(), on_commit=lambda _s: tailer.poke())
+
+    def say(i: int) -> int:
+        utterance = UtteranceIn(
+            id=f"s{i}",
+            conversation_id="c",
+            speaker="Maya",
+            role=Role.USER,
+            text=TEXTS[i],
+            started_at=T0 + timedelta(minutes=i),
+            user_id="maya",
+        )
+        return ingestor.ingest("t", [utterance]).seq
+
+    try:
+        tailer.start()
+        assert tailer.wait_for(say(0), 2.0)
+        assert started.wait(2.0)  # a snapshot is in flight, and blocked
+        seq = say(1)
+        assert tailer.wait_for(seq, 2.0)  # ... and the feed is still applied
+        assert len(calls) == 1  # one snapshot at a time
+    finally:
+        release.set()
+        tailer.stop()  # waits for the one in flight, then takes the last
+        store.close()
+    assert calls[-1] == shard.seq
+
+
 def window_ids(shard: IndexShard, q: str) -> list[int]:
     from indexer.models import LexicalOptions
 
