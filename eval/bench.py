@@ -13,8 +13,6 @@ Writes ``DIR/bench.json`` and ``DIR/bench.md``. An entry point: it wires query_s
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import resource
 import sys
 import tempfile
@@ -27,6 +25,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from eval.bench_report import machine, percentiles, write_report
 from eval.synthetic import SyntheticCorpus, SyntheticUtterance
 from indexer.bm25_index import TantivyBM25Index
 from indexer.embedded_pg import EmbeddedPostgres
@@ -43,14 +42,6 @@ from query_service.errors import DeadlineExceeded
 from query_service.searcher import Mode, Searcher, SearchParams
 
 TENANT = "bench"
-
-
-def _pct(xs: Sequence[float]) -> dict[str, float]:
-    a = np.asarray(xs, dtype=np.float64)
-    return {f"p{p}": round(float(np.percentile(a, p)), 3) for p in (50, 95, 99)} | {
-        "mean": round(float(a.mean()), 3),
-        "n": len(xs),
-    }
 
 
 def _utterance(u: SyntheticUtterance) -> UtteranceIn:
@@ -131,7 +122,7 @@ def bench_freshness(
             delays.append((time.perf_counter() - t0) * 1000)
     finally:
         tailer.stop()
-    return _pct(delays)
+    return percentiles(delays)
 
 
 def bench_search(
@@ -233,7 +224,7 @@ def bench_search(
                         "scope": scope,
                         "mode": label,
                         "scope_docs": size // users if scope == "user" else size,
-                        "latency_ms": _pct(lat),
+                        "latency_ms": percentiles(lat),
                         "degraded_share": round(degraded / len(lat), 4),
                         "timeout_504_share": round(failed / len(lat), 4),
                         "stage_mean_ms": {
@@ -324,19 +315,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     report = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {
-            "cpus": len(__import__("os").sched_getaffinity(0)),
-            "platform": platform.platform(),
-        },
+        "machine": machine(),
         "args": {k: str(v) for k, v in vars(args).items()},
         "ingest": ingest,
         "freshness": freshness,
         "search": search,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "bench.json").write_text(json.dumps(report, indent=2))
-    (args.out / "bench.md").write_text(render(report))
-    sys.stdout.write(render(report))
+    write_report(args.out, "bench", report, render)
     return 0
 
 

@@ -12,9 +12,7 @@ does) is the batch's freshness. Writes ``DIR/rest_ingest.json`` and ``DIR/rest_i
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import queue
 import socket
 import sys
@@ -27,18 +25,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 from tqdm import tqdm
 
+from eval.bench_report import machine, percentiles, write_report
 from eval.synthetic import SyntheticCorpus
-
-
-def _pct(xs: Sequence[float]) -> dict[str, float]:
-    a = np.asarray(xs, dtype=np.float64)
-    return {f"p{p}": round(float(np.percentile(a, p)), 2) for p in (50, 95, 99)} | {
-        "max": round(float(a.max()), 2),
-        "n": len(xs),
-    }
 
 
 def _free_port() -> int:
@@ -140,8 +130,8 @@ def run(n: int, batch: int, users: int, data_dir: Path, rate: float = 0.0) -> di
         "batch": batch,
         "offered_utt_per_s": rate or None,
         "ingest_utt_per_s": round(n / total_s, 1),
-        "post_ms": _pct(post_ms),
-        "freshness_ms": _pct(fresh_ms) if fresh_ms else {},
+        "post_ms": percentiles(post_ms, digits=2),
+        "freshness_ms": percentiles(fresh_ms, digits=2) if fresh_ms else {},
         "stale_probes": stale,
     }
 
@@ -180,15 +170,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     report = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"cpus": len(os.sched_getaffinity(0)), "platform": platform.platform()},
+        "machine": machine(),
         "embedder": Settings().embedder.kind,
         "args": {k: str(v) for k, v in vars(args).items()},
         "result": result,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "rest_ingest.json").write_text(json.dumps(report, indent=2))
-    (args.out / "rest_ingest.md").write_text(render(report))
-    sys.stdout.write(render(report))
+    write_report(args.out, "rest_ingest", report, render)
     return 0
 
 

@@ -1,0 +1,31 @@
+"""Benchmark smoke tests (``pytest -m benchmark``): each entry point runs on a tiny corpus."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.benchmark
+
+
+def test_rest_ingest_bench_writes_its_report(tmp_path: Path) -> None:
+    from eval.rest_ingest_bench import main
+
+    assert main(["--out", str(tmp_path), "--utterances", "60", "--batch", "20"]) == 0
+    report = json.loads((tmp_path / "rest_ingest.json").read_text())
+    result = report["result"]
+    assert result["utterances"] == 60 and result["post_ms"]["n"] == 3
+    assert result["freshness_ms"]["n"] == 3 and result["ingest_utt_per_s"] > 0
+    assert "sustained ingest" in (tmp_path / "rest_ingest.md").read_text()
+
+
+def test_search_bench_writes_its_report(tmp_path: Path) -> None:
+    from eval.bench import main
+
+    args = ["--out", str(tmp_path), "--sizes", "500", "--queries", "5", "--ingest", "40"]
+    assert main([*args, "--freshness", "4", "--ingest-batch", "20"]) == 0
+    report = json.loads((tmp_path / "bench.json").read_text())
+    assert report["ingest"]["batch"] == 20 and report["search"]
+    assert all(row["timeout_504_share"] == 0 for row in report["search"])
