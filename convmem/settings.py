@@ -40,6 +40,11 @@ class EmbedderSettings(BaseModel):
         description="where fetched static models live; unset = <venv>/share/convmem/models",
     )
     quantize: bool = True
+    graph: Literal["auto", "fp32", "int8", "int8-dynamic"] = Field(
+        default="auto",
+        description="onnx kind: which MiniLM graph; auto = the fastest that agrees with fp32 on "
+        "this CPU, measured once; pin one so replicas on different CPUs share vectors",
+    )
     cache_dir: Path | None = Field(
         default=None, description="where the ONNX export is cached; unset = data_dir/models"
     )

@@ -61,6 +61,7 @@ def build_embedder(settings: Settings) -> Embedder:
         cache_dir=e.cache_dir or settings.data_dir / "models",
         model_home=e.model_home,
         quantize=e.quantize,
+        graph=e.graph,
         threads=e.threads,
         query_cache=e.query_cache,
         device=e.device,

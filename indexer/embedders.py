@@ -7,7 +7,7 @@ from typing import Literal
 
 from indexer.embed_cache import CachedEmbedder
 from indexer.model_files import BUNDLED_SHA256, bundled_model_dir
-from indexer.onnx_embedder import OnnxEmbedder
+from indexer.onnx_embedder import GraphChoice, OnnxEmbedder
 from indexer.protocols import Embedder
 from indexer.st_embedder import SentenceTransformerEmbedder
 from indexer.static_embedder import StaticEmbedder
@@ -29,6 +29,7 @@ def load_embedder(
     device: str = "cpu",
     expected_sha256: str | None = None,
     query_cache: int = 4096,
+    graph: GraphChoice = "auto",
 ) -> Embedder:
     """Load an embedder behind a query LRU cache of ``query_cache`` entries (0: no cache).
 
@@ -37,9 +38,10 @@ def load_embedder(
     pinned). For ``onnx`` and ``torch``, ``model_path=None`` means the bundled
     all-MiniLM-L6-v2 (sha256 pinned). ``onnx`` exports into ``cache_dir`` on first use and
     keeps the fastest graph that agrees with fp32 on this CPU (``indexer.onnx_graphs``;
-    quantised graphs only if ``quantize``), run on CPU with ``threads`` intra-op threads;
-    ``torch`` runs sentence-transformers on ``device`` (``quantize``, ``threads`` and
-    ``cache_dir`` unused). Both truncate texts to ``max_length`` tokens.
+    quantised graphs only if ``quantize``; ``graph`` names one to pin it), run on CPU with
+    ``threads`` intra-op threads; ``torch`` runs sentence-transformers on ``device``
+    (``quantize``, ``threads`` and ``cache_dir`` unused). Both truncate texts to
+    ``max_length`` tokens.
     """
     if query_cache < 0:
         raise ValueError(f"query_cache must be >= 0, got {query_cache}")
@@ -60,6 +62,7 @@ def load_embedder(
             max_length=max_length,
             threads=threads,
             expected_sha256=expected_sha256,
+            graph=graph,
         )
     elif kind == "torch":
         inner = SentenceTransformerEmbedder(

@@ -143,6 +143,10 @@ class Store(Protocol):
 
     def max_seq(self) -> int: ...
 
+    def ping(self) -> bool:
+        """Whether the store answers a trivial query now (within about a second); never raises."""
+        ...
+
 
 class VectorStore(Protocol):
     """The store's side of a change of embedder (``indexer.reembed``), tenant-wide."""

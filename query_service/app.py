@@ -87,6 +87,8 @@ def create_app(
         if services is None:
             reason = request.app.state.startup_error or "starting"
             return problems.problem(503, reason, title="Not ready")
+        if not services.store.ping():  # the root cause first: the feed fails because of it
+            return problems.problem(503, "the store of record is unreachable", title="Not ready")
         error = services.tailer.last_error
         if error is not None:
             return problems.problem(503, f"change feed: {error}", title="Not ready")

@@ -468,3 +468,21 @@ def test_cache_is_thread_safe() -> None:
 def test_max_entries_must_be_positive() -> None:
     with pytest.raises(ValueError, match="max_entries"):
         CachedEmbedder(CountingEmbedder(), max_entries=0)
+
+
+def test_load_embedder_pins_the_graph_it_is_told(model_cache: Path) -> None:
+    from indexer.embed_cache import CachedEmbedder
+
+    pinned = load_embedder("onnx", model_path=None, cache_dir=model_cache, graph="fp32")
+    assert isinstance(pinned, CachedEmbedder) and isinstance(pinned.inner, OnnxEmbedder)
+    assert pinned.inner.graph == "fp32" and "onnx-fp32" in pinned.model_id
+
+
+def test_the_graph_setting_is_checked() -> None:
+    from pydantic import ValidationError
+
+    from convmem.settings import Settings
+
+    assert Settings().embedder.graph == "auto"
+    with pytest.raises(ValidationError):
+        Settings(embedder={"graph": "int4"})  # type: ignore[arg-type]

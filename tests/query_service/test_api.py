@@ -211,3 +211,19 @@ def test_turns_before_the_owner_was_known_are_found_by_user(app_client) -> None:
                 client, "greyhound Biscuit", seq, mode=mode, k=5, filters={"user_id": "ana"}
             )
             assert "c1-0" in ids(found), (mode, found)
+
+
+def test_readyz_checks_that_the_store_answers(app_client, database_url: str) -> None:
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    with app_client() as client:
+        assert client.get("/readyz").status_code == 200
+        name = conninfo_to_dict(database_url)["dbname"]
+        with psycopg.connect(make_conninfo(database_url, dbname="postgres"), autocommit=True) as c:
+            c.execute(f'DROP DATABASE "{name}" WITH (FORCE)'.encode())
+        resp = client.get("/readyz")
+        assert resp.status_code == 503
+        assert resp.headers["content-type"].startswith("application/problem+json")
+        assert "store" in resp.json()["detail"]
+        assert client.get("/healthz").status_code == 200  # alive, just not ready
