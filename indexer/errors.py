@@ -4,6 +4,7 @@ IndexerError
 ├── StoreError            the store of record failed (driver errors are chained)
 │   ├── NotFound          a conversation or utterance does not exist for this tenant
 │   └── Conflict          a write contradicts stored state
+├── InvalidInput          what a client sent cannot be stored (also a ValueError)
 ├── IndexUnavailable      an index is not loaded or not caught up
 ├── EmbedderError         the embedding model could not be loaded or run
 └── SnapshotError         a snapshot on disk is missing, corrupt or of another model
@@ -22,6 +23,11 @@ class StoreError(IndexerError):
 
 class NotFound(StoreError):
     pass
+
+
+class InvalidInput(IndexerError, ValueError):
+    """The caller's input is invalid: the only ValueError the API reports as the client's fault
+    (422); any other ValueError is an internal error (500)."""
 
 
 class IndexUnavailable(IndexerError):

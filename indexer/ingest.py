@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from indexer.errors import InvalidInput
 from indexer.models import UtteranceIn
 from indexer.protocols import Embedder, Store
 
@@ -78,18 +79,18 @@ class Ingestor:
 
 
 def validate_batch(utterances: Sequence[UtteranceIn]) -> None:
-    """Reject what the store must never hold. Raises ValueError naming the first offender."""
+    """Reject what the store must never hold. Raises InvalidInput naming the first offender."""
     if len(utterances) > MAX_BATCH:
-        raise ValueError(f"a batch holds at most {MAX_BATCH} utterances, got {len(utterances)}")
+        raise InvalidInput(f"a batch holds at most {MAX_BATCH} utterances, got {len(utterances)}")
     for i, u in enumerate(utterances):
         if not u.id.strip() or not u.conversation_id.strip():
-            raise ValueError(f"utterance {i}: id and conversation_id must be non-empty")
+            raise InvalidInput(f"utterance {i}: id and conversation_id must be non-empty")
         if not u.text.strip():
-            raise ValueError(f"utterance {i} ({u.id!r}): text is empty")
+            raise InvalidInput(f"utterance {i} ({u.id!r}): text is empty")
         if len(u.text) > MAX_TEXT_CHARS:
-            raise ValueError(
+            raise InvalidInput(
                 f"utterance {i} ({u.id!r}): text has {len(u.text)} characters,"
                 f" the limit is {MAX_TEXT_CHARS}"
             )
         if u.started_at.tzinfo is None:
-            raise ValueError(f"utterance {i} ({u.id!r}): started_at needs a time zone")
+            raise InvalidInput(f"utterance {i} ({u.id!r}): started_at needs a time zone")

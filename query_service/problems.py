@@ -1,8 +1,15 @@
-"""RFC 9457 problem details: the one place where errors become HTTP responses."""
+"""RFC 9457 problem details: the one place where errors become HTTP responses.
+
+Only the client's own mistakes are 4xx: request validation, ``InvalidInput``, a missing or
+foreign resource, a conflict. Anything else that escapes a route is an internal error: a 500
+problem that says nothing of the internals and carries a ``request_id``, under which the
+exception and its traceback are logged.
+"""
 
 from __future__ import annotations
 
 import logging
+import uuid
 from http import HTTPStatus
 
 from fastapi import FastAPI, Request
@@ -10,7 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from indexer.errors import Conflict, IndexUnavailable, NotFound, StoreError
+from indexer.errors import Conflict, IndexUnavailable, InvalidInput, NotFound, StoreError
 from query_service.errors import DeadlineExceeded, Unauthorized
 
 _log = logging.getLogger(__name__)
@@ -34,7 +41,7 @@ _STATUS: tuple[tuple[type[Exception], int], ...] = (
     (Unauthorized, 401),
     (NotFound, 404),
     (Conflict, 409),
-    (ValueError, 422),
+    (InvalidInput, 422),
     (IndexUnavailable, 503),
     (DeadlineExceeded, 504),
     (StoreError, 503),
@@ -49,6 +56,22 @@ async def _mapped(_request: Request, exc: Exception) -> JSONResponse:
                 return problem(status, "the store of record is unavailable; retry later")
             return problem(status, str(exc))
     raise exc
+
+
+async def _internal(request: Request, exc: Exception) -> JSONResponse:
+    request_id = uuid.uuid4().hex[:16]
+    _log.error(
+        "internal error, request_id=%s, %s %s",
+        request_id,
+        request.method,
+        request.url.path,
+        exc_info=exc,
+    )
+    return problem(
+        500,
+        f"internal error; quote request_id {request_id} when reporting it",
+        request_id=request_id,
+    )
 
 
 async def _invalid(_request: Request, exc: Exception) -> JSONResponse:
@@ -74,3 +97,4 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http)
     for cls, _status in _STATUS:
         app.add_exception_handler(cls, _mapped)
+    app.add_exception_handler(Exception, _internal)

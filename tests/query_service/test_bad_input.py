@@ -129,3 +129,47 @@ def test_bad_input_is_rejected_and_nothing_is_lost(app_client) -> None:
                 headers=KEY,
             )
             assert f"maya-1-{i}" in [h["utterance_id"] for h in r.json()["hits"]]
+
+
+def test_an_internal_error_is_a_500_problem_without_internals(
+    database_url, tmp_path, real_embedder, caplog
+) -> None:
+    """A ValueError from inside the service is not the client's fault: 500, nothing leaked."""
+    from fastapi.testclient import TestClient
+
+    from convmem.wiring import build_services
+    from query_service.app import create_app
+    from tests.conftest import app_settings
+    from tests.query_service.conftest import wait_ready
+
+    cfg = app_settings(database_url, tmp_path)
+    app = create_app(services_factory=lambda: build_services(cfg, embedder=real_embedder))
+    with TestClient(app, raise_server_exceptions=False) as client:
+        wait_ready(client)
+        searcher = client.app.state.services.searcher  # type: ignore[attr-defined]
+
+        def broken(*_a: object, **_k: object) -> None:
+            raise ValueError("secret internal detail: /etc/passwd")
+
+        searcher.search = broken
+        resp = client.post("/v1/search", json={"query": "dog"})
+        assert resp.status_code == 500
+        assert resp.headers["content-type"].startswith("application/problem+json")
+        body = resp.json()
+        assert "secret" not in resp.text and body["request_id"] in body["detail"]
+        assert any(body["request_id"] in r.getMessage() for r in caplog.records)
+        # a client's bad batch is still a 422, and the service is still up
+        bad = {
+            "utterances": [
+                {
+                    "id": "x",
+                    "conversation_id": "c",
+                    "speaker": "A",
+                    "role": "user",
+                    "text": "hi",
+                    "started_at": "2026-01-01T00:00:00",
+                }
+            ]
+        }
+        assert client.post("/v1/utterances", json=bad).status_code == 422
+        assert client.get("/healthz").status_code == 200
