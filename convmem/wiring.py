@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Iterable
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from convmem.settings import Settings
 from indexer.bm25_index import TantivyBM25Index
@@ -156,19 +156,21 @@ def build_services(settings: Settings, *, embedder: Embedder | None = None) -> S
 
 def reembed_if_needed(store: PgStore, embedder: Embedder, *, vectors: str, view: EmbedView) -> int:
     """Bring every stored vector to ``vectors`` (a new model or view), with a progress bar."""
-    stale = store.count_stale_embeddings(vectors)
-    if not stale:
-        return 0
     from tqdm import tqdm
 
-    _log.info("re-embedding %d stored utterances for %s", stale, vectors)
-    with tqdm(total=stale, desc="re-embedding", unit="utt", disable=None) as bar:
+    bar: tqdm[NoReturn] | None = None
 
-        def advance(done: int, _total: int) -> None:
-            bar.update(done - bar.n)
+    def advance(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:  # the first call, before any work: there is something to re-embed
+            _log.info("re-embedding %d stored utterances for %s", total, vectors)
+            bar = tqdm(total=total, desc="re-embedding", unit="utt", disable=None)
+        bar.update(done - bar.n)
 
-        done = reembed_store(store, embedder, vectors=vectors, view=view, progress=advance)
-    _log.info("re-embedded %d utterances", done)
+    done = reembed_store(store, embedder, vectors=vectors, view=view, progress=advance)
+    if bar is not None:
+        bar.close()
+        _log.info("re-embedded %d utterances", done)
     return done
 
 

@@ -32,12 +32,15 @@ def reembed_store(
 ) -> int:
     """Re-embed every live row whose vector is not ``vectors``; return how many were written.
 
-    ``progress(done, total)`` is called after each batch.
+    ``progress(done, total)`` is called once before the first batch (``done`` = 0) and after
+    each one; never when there is nothing to do.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     total = store.count_stale_embeddings(vectors)
     done, after = 0, 0
+    if total and progress is not None:
+        progress(0, total)
     while total:
         rows = store.stale_embeddings(vectors, after_uid=after, limit=batch_size)
         if not rows:

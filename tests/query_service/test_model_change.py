@@ -133,3 +133,55 @@ def test_conform_reembeds_only_what_another_model_made(real_embedder: Embedder) 
         assert out[i].embedding_model == mine
         assert vector is not None and vector.shape == (real_embedder.dim,)
         assert np.allclose(vector, real_embedder.embed_batch([text])[0])
+
+
+def test_reembed_store_reports_progress_and_is_idempotent(
+    database_url: str, real_embedder: Embedder
+) -> None:
+    from indexer.ingest import Ingestor
+    from indexer.models import UtteranceIn
+    from indexer.pg_store import PgStore
+    from indexer.reembed import reembed_store
+
+    store = PgStore.connect(database_url)
+    try:
+        Ingestor(store=store, embedder=real_embedder).ingest(
+            "t",
+            [
+                UtteranceIn(
+                    id=f"u{i}",
+                    conversation_id="c",
+                    speaker="Maya",
+                    role=Role.USER,
+                    text=text,
+                    started_at=datetime(2026, 1, 1, 0, i, tzinfo=UTC),
+                )
+                for i, (_, _, text) in enumerate(MAYA)
+            ],
+        )
+        calls: list[tuple[int, int]] = []
+        target = vector_id(real_embedder.model_id, "speaker_text")
+        done = reembed_store(
+            store,
+            real_embedder,
+            vectors=target,
+            view="speaker_text",
+            batch_size=4,
+            progress=lambda d, t: calls.append((d, t)),
+        )
+        n = len(MAYA)
+        assert done == n and calls == [(0, n), (4, n), (n, n)]
+        calls.clear()
+        assert (
+            reembed_store(
+                store,
+                real_embedder,
+                vectors=target,
+                view="speaker_text",
+                progress=lambda d, t: calls.append((d, t)),
+            )
+            == 0
+        )
+        assert calls == []  # nothing to do: no progress bar at all
+    finally:
+        store.close()
