@@ -29,3 +29,13 @@ def test_search_bench_writes_its_report(tmp_path: Path) -> None:
     report = json.loads((tmp_path / "bench.json").read_text())
     assert report["ingest"]["batch"] == 20 and report["search"]
     assert all(row["timeout_504_share"] == 0 for row in report["search"])
+
+
+def test_embed_bench_writes_its_report(tmp_path: Path) -> None:
+    from eval.embed_bench import main
+
+    args = ["--out", str(tmp_path), "--queries", "5", "--docs", "20"]
+    assert main([*args, "--model-cache", str(tmp_path / "models")]) == 0
+    report = json.loads((tmp_path / "embed.json").read_text())
+    assert len(report["embedders"]) == 4
+    assert report["embedders"]["all-MiniLM-L6-v2 ONNX fp32"]["min_cosine_to_fp32"] >= 0.999
