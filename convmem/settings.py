@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from query_service.admission import AdmissionParams
 from query_service.searcher import SearchParams
 
 
@@ -92,6 +93,45 @@ class LatencyBudgets(BaseModel):
     reserve_ms: float = Field(
         default=3.0, ge=0, description="kept back for context expansion and serialisation"
     )
+
+
+_A = AdmissionParams()
+
+
+class AdmissionSettings(BaseModel):
+    """Admission control (``query_service.admission``): bounded work, refused at once."""
+
+    search_limit_initial: int = Field(default=_A.search_limit_initial, ge=1, le=256)
+    search_limit_min: int = Field(default=_A.search_limit_min, ge=1, le=256)
+    search_limit_max: int = Field(
+        default=_A.search_limit_max, ge=1, le=256, description="most searches in flight"
+    )
+    target_ms: float = Field(
+        default=_A.target_s * 1000,
+        gt=0,
+        description="a search slower than this (server side) shrinks the adaptive limit",
+    )
+    ingest_limit: int = Field(default=_A.ingest_limit, ge=1, le=64)
+    other_limit: int = Field(default=_A.other_limit, ge=1, le=64)
+    reserve: float = Field(
+        default=_A.reserve, ge=0, lt=1, description="share kept free from a tenant over its share"
+    )
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, description="REST and gRPC")
+
+    def params(self) -> AdmissionParams:
+        return AdmissionParams(
+            search_limit_initial=self.search_limit_initial,
+            search_limit_min=self.search_limit_min,
+            search_limit_max=self.search_limit_max,
+            target_s=self.target_ms / 1000,
+            ingest_limit=self.ingest_limit,
+            other_limit=self.other_limit,
+            reserve=self.reserve,
+        )
+
+
+class GrpcSettings(BaseModel):
+    port: int = Field(default=50051, ge=0, le=65535, description="0 = off")
 
 
 _D = SearchParams()  # the searcher's defaults are the settings' defaults: one source
@@ -182,6 +222,8 @@ class Settings(BaseSettings):
     ranking: RankingParams = RankingParams()
     audio: AudioSettings = AudioSettings()
     index: IndexSettings = IndexSettings()
+    admission: AdmissionSettings = AdmissionSettings()
+    grpc: GrpcSettings = GrpcSettings()
 
     @field_validator("api_keys")
     @classmethod

@@ -120,9 +120,7 @@ def build_services(settings: Settings, *, embedder: Embedder | None = None) -> S
             snapshot_interval_s=settings.index.snapshot_interval_s,
             conform=lambda changes: conform(changes, embedder, vectors=vectors, view=view),
         )
-        ingestor = Ingestor(
-            store=store, embedder=embedder, on_commit=lambda _seq: tailer.poke(), view=view
-        )
+        ingestor = Ingestor(store=store, embedder=embedder, on_commit=tailer.poke, view=view)
         if settings.demo_data and store.max_seq() == 0:
             n = load_utterances(ingestor, DEMO_TENANT, read_jsonl(demo_path()))
             _log.info("loaded %d demo utterances into tenant %r", n, DEMO_TENANT)
@@ -240,6 +238,8 @@ def build_app(settings: Settings) -> FastAPI:
         services_factory=lambda: build_services(settings),
         api_keys=settings.key_map(),
         routers=[audio_router_for(settings)],
+        admission=settings.admission.params(),
+        max_body_bytes=settings.admission.max_body_bytes,
     )
 
 

@@ -54,21 +54,42 @@ class ChangeFeedTailer:
         self._snapshotted_seq = shard.seq
         self._snapshot_lock = threading.Lock()  # one snapshot at a time
         self._snapshotter: threading.Thread | None = None
+        self._head = shard.seq  # the newest seq known to be in the store
+        self._behind_since: float | None = None  # when the index last fell behind it
 
     @property
     def last_error(self) -> str | None:
         return self._last_error
+
+    @property
+    def lag_seq(self) -> int:
+        """How many seqs the index is behind the newest write it knows of."""
+        return max(0, self._head - self._shard.seq)
+
+    @property
+    def lag_s(self) -> float:
+        """How long the index has been behind (0 when caught up)."""
+        since = self._behind_since
+        return 0.0 if since is None or self.lag_seq == 0 else self._clock() - since
 
     def catch_up(self) -> int:
         """Apply every pending change now (in the caller's thread); return the covered seq."""
         while True:
             changes = self._store.changes_since(self._shard.seq, self._batch_size)
             if changes:
+                self._note_head(changes[-1].seq)
                 self._shard.apply(changes if self._conform is None else self._conform(changes))
                 with self._advanced:
                     self._advanced.notify_all()
             if len(changes) < self._batch_size:
+                self._behind_since = None if self.lag_seq == 0 else self._behind_since
                 return self._shard.seq
+
+    def _note_head(self, seq: int) -> None:
+        if seq > self._head:
+            if self._behind_since is None:
+                self._behind_since = self._clock()
+            self._head = seq
 
     def start(self) -> None:
         if self._thread is None:
@@ -83,8 +104,10 @@ class ChangeFeedTailer:
             self._thread = None
         self._maybe_snapshot(force=True)  # waits for one in flight (the lock), then the last
 
-    def poke(self) -> None:
-        """Wake the tailer now (a local write just committed)."""
+    def poke(self, seq: int | None = None) -> None:
+        """Wake the tailer now (a local write just committed, at ``seq`` if given)."""
+        if seq is not None:
+            self._note_head(seq)
         self._wake.set()
 
     def wait_for(self, seq: int, timeout_s: float) -> bool:

@@ -2,7 +2,10 @@
 
 The lifespan starts building the services in a background thread and serves at once:
 ``/healthz`` answers immediately, ``/readyz`` (and every ``/v1`` route) answer 503 until the
-index is loaded and caught up with the change feed. On shutdown the tailer writes a snapshot.
+index is loaded and caught up with the change feed. ``companions`` (the gRPC server) start
+and stop with it, on the same event loop and over the same ``Gateway``, so every transport
+shares one admission controller and one set of metrics. On shutdown the tailer writes a
+snapshot.
 """
 
 from __future__ import annotations
@@ -13,50 +16,84 @@ import threading
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from importlib import resources
+from typing import Protocol
 
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from query_service import problems
+from query_service.admission import Admission, AdmissionParams
+from query_service.auth import Authenticator, KeyRing
+from query_service.gateway import Gateway
+from query_service.limits import DEFAULT_MAX_BODY_BYTES, ArrivalMiddleware
+from query_service.memory_service import MemoryService
+from query_service.metrics import Metrics
 from query_service.routes import router
 from query_service.services import Services
 
 _log = logging.getLogger(__name__)
 
 
+class Companion(Protocol):
+    """A server that runs beside REST over the same gateway (``grpc_server.GrpcServer``)."""
+
+    async def start(self, gateway: Gateway) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
 def create_app(
     *,
     services_factory: Callable[[], Services],
     api_keys: Mapping[str, str] | None = None,
+    auth: Authenticator | None = None,
     routers: Sequence[APIRouter] = (),
+    admission: AdmissionParams | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    companions: Sequence[Companion] = (),
 ) -> FastAPI:
     """``services_factory`` does the slow work (store, models, index); it runs off the loop.
 
     ``routers`` are mounted beside the REST API (``audio_ingest``'s WebSocket, for one): they
-    read ``app.state.services`` and ``app.state.api_keys`` like the built-in routes.
+    reach the services through ``deps`` like the built-in routes.
     """
+    metrics = Metrics()
+    gateway = Gateway(
+        admission=Admission(admission), metrics=metrics, auth=auth or KeyRing(api_keys)
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.services = None
-        app.state.startup_error = None
         done = threading.Event()
 
         def build() -> None:
             try:
-                app.state.services = services_factory()
+                services = services_factory()
+                services.searcher.observe(metrics)
+                app.state.services = services
+                gateway.attach(MemoryService(services=services))
+                _bind_gauges(metrics, gateway, services)
             except Exception as exc:  # noqa: BLE001 - reported by /readyz, logged here
                 _log.exception("startup failed")
                 app.state.startup_error = f"startup failed: {exc}"
+                gateway.startup_failed(app.state.startup_error)
             finally:
                 done.set()
 
         builder = threading.Thread(target=build, name="convmem-startup", daemon=True)
         builder.start()
+        started: list[Companion] = []
         try:
+            for companion in companions:
+                await companion.start(gateway)
+                started.append(companion)
             yield
         finally:
+            for companion in reversed(started):
+                await companion.stop()
             await asyncio.to_thread(done.wait)
+            gateway.close()
             services: Services | None = app.state.services
             if services is not None:
                 await asyncio.to_thread(services.close)
@@ -67,10 +104,11 @@ def create_app(
         summary="Search over the long-term memory of voice AI agents",
         lifespan=lifespan,
     )
-    app.state.api_keys = dict(api_keys or {})
+    app.state.gateway = gateway
     app.state.services = None
     app.state.startup_error = None
     problems.install(app)
+    app.add_middleware(ArrivalMiddleware, clock=gateway.now, max_body_bytes=max_body_bytes)
     app.include_router(router)
     for extra in routers:
         app.include_router(extra)
@@ -96,9 +134,31 @@ def create_app(
             {"status": "ready", "index_seq": services.shard.seq, "docs": len(services.shard)}
         )
 
+    @app.get("/metrics", tags=["ops"], include_in_schema=False)
+    def metrics_page() -> Response:
+        """Prometheus text: stage latencies, outcomes per transport, in flight, index lag."""
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
     @app.get("/", include_in_schema=False)
     def page() -> HTMLResponse:
         html = resources.files("query_service").joinpath("static/index.html").read_text("utf-8")
         return HTMLResponse(html)
 
     return app
+
+
+def _bind_gauges(metrics: Metrics, gateway: Gateway, services: Services) -> None:
+    admission = gateway.admission
+
+    def inflight(kind: str) -> float:
+        return float(admission.inflight(kind))  # type: ignore[arg-type]  # one of KINDS
+
+    def limit(kind: str) -> float:
+        return float(admission.limit_of(kind))  # type: ignore[arg-type]  # one of KINDS
+
+    metrics.bind(
+        inflight=inflight,
+        limit=limit,
+        lag_seq=lambda: float(services.tailer.lag_seq),
+        lag_s=lambda: services.tailer.lag_s,
+    )

@@ -1,18 +1,22 @@
-"""Request dependencies: the tenant (from the credential only) and the running services."""
+"""Request dependencies: the tenant (from the credential only), the gateway, the arrival."""
 
 from __future__ import annotations
 
-import hmac
 from typing import Annotated
 
 from fastapi import Depends, Request
 from starlette.requests import HTTPConnection
 
-from indexer.errors import IndexUnavailable
-from query_service.errors import Unauthorized
+from query_service.auth import DEFAULT_TENANT
+from query_service.gateway import Gateway
 from query_service.services import Services
 
-DEFAULT_TENANT = "default"
+__all__ = ["DEFAULT_TENANT", "ArrivalDep", "GatewayDep", "ServicesDep", "TenantDep"]
+
+
+def gateway_of(conn: HTTPConnection) -> Gateway:
+    gateway: Gateway = conn.app.state.gateway
+    return gateway
 
 
 def tenant_of(request: Request) -> str:
@@ -22,27 +26,21 @@ def tenant_of(request: Request) -> str:
 
 def tenant_of_connection(conn: HTTPConnection) -> str:
     """``tenant_of`` for any connection (a WebSocket too): same header, same keys."""
-    keys: dict[str, str] = conn.app.state.api_keys
-    if not keys:
-        return DEFAULT_TENANT
-    header = conn.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthorized("missing bearer API key (Authorization: Bearer <key>)")
-    token = token.strip()
-    for key, tenant in keys.items():
-        if hmac.compare_digest(key.encode(), token.encode()):
-            return tenant
-    raise Unauthorized("invalid API key")
+    return gateway_of(conn).tenant(conn.headers.get("authorization"))
 
 
-def services_of(request: Request) -> Services:
-    services: Services | None = request.app.state.services
-    if services is None:
-        error: str | None = request.app.state.startup_error
-        raise IndexUnavailable(error or "the service is starting: the index is being loaded")
-    return services
+def arrival_of(conn: HTTPConnection) -> float:
+    """When the request arrived (``limits.ArrivalMiddleware``), on the gateway's clock."""
+    arrival = conn.scope.get("convmem.arrival")
+    return float(arrival) if arrival is not None else gateway_of(conn).now()
+
+
+def services_of(conn: HTTPConnection) -> Services:
+    """The running services (IndexUnavailable, 503, while starting)."""
+    return gateway_of(conn).memory.services
 
 
 TenantDep = Annotated[str, Depends(tenant_of)]
+GatewayDep = Annotated[Gateway, Depends(gateway_of)]
+ArrivalDep = Annotated[float, Depends(arrival_of)]
 ServicesDep = Annotated[Services, Depends(services_of)]

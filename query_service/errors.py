@@ -2,6 +2,7 @@
 
 QueryServiceError
 ├── DeadlineExceeded   no result at all could be produced within the budget (504)
+├── Overloaded         refused at once by admission control (429, Retry-After)
 └── Unauthorized       a missing or unknown API key (401)
 """
 
@@ -18,3 +19,12 @@ class DeadlineExceeded(QueryServiceError):
 
 class Unauthorized(QueryServiceError):
     pass
+
+
+class Overloaded(QueryServiceError):
+    """Refused at once by admission control: retry after ``retry_after_s`` (429)."""
+
+    def __init__(self, message: str, *, retry_after_s: float, reason: str) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+        self.reason = reason

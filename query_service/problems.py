@@ -9,6 +9,7 @@ exception and its traceback are logged.
 from __future__ import annotations
 
 import logging
+import math
 import uuid
 from http import HTTPStatus
 
@@ -18,13 +19,20 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from indexer.errors import Conflict, IndexUnavailable, InvalidInput, NotFound, StoreError
-from query_service.errors import DeadlineExceeded, Unauthorized
+from query_service.errors import DeadlineExceeded, Overloaded, Unauthorized
 
 _log = logging.getLogger(__name__)
 MEDIA_TYPE = "application/problem+json"
 
 
-def problem(status: int, detail: str, *, title: str | None = None, **extra: object) -> JSONResponse:
+def problem(
+    status: int,
+    detail: str,
+    *,
+    title: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: object,
+) -> JSONResponse:
     body: dict[str, object] = {
         "type": "about:blank",
         "title": title or HTTPStatus(status).phrase,
@@ -32,13 +40,15 @@ def problem(status: int, detail: str, *, title: str | None = None, **extra: obje
         "detail": detail,
         **extra,
     }
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if status == 401:
+        headers = {**(headers or {}), "WWW-Authenticate": "Bearer"}
     return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
 
 
 # Most specific first: NotFound and Conflict are StoreErrors.
 _STATUS: tuple[tuple[type[Exception], int], ...] = (
     (Unauthorized, 401),
+    (Overloaded, 429),
     (NotFound, 404),
     (Conflict, 409),
     (InvalidInput, 422),
@@ -51,6 +61,15 @@ _STATUS: tuple[tuple[type[Exception], int], ...] = (
 async def _mapped(_request: Request, exc: Exception) -> JSONResponse:
     for cls, status in _STATUS:
         if isinstance(exc, cls):
+            if isinstance(exc, Overloaded):
+                return problem(
+                    429,
+                    str(exc),
+                    title="Too Many Requests",
+                    headers={"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))},
+                    retry_after_ms=round(exc.retry_after_s * 1000),
+                    reason=exc.reason,
+                )
             if cls is StoreError:
                 _log.error("store error: %s", exc)
                 return problem(status, "the store of record is unavailable; retry later")

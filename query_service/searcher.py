@@ -19,17 +19,14 @@ whatever the stages that ran produced: a 504 happens only when none could run.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Literal, TypeVar
+from typing import Literal
 
 import numpy as np
-import numpy.typing as npt
 
 from indexer.models import Filters, LexicalOptions
 from indexer.protocols import CrossEncoder, Embedder
@@ -37,12 +34,12 @@ from indexer.shard import DocRecord, IndexShard
 from query_service.deadline import Deadline
 from query_service.errors import DeadlineExceeded
 from query_service.query_analysis import first_person, named_speakers
+from query_service.stages import StageCosts, StageObserver, StageRunner
 from query_service.temporal import TimeRange, time_range
 from ranking import convex, damp, dedupe, mmr, rerank_head, rrf, spread_to_neighbours
 from ranking.hits import Hits
 
 Mode = Literal["hybrid", "lexical", "dense"]
-T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,33 +100,6 @@ class SearchResult:
     index_seq: int = 0
 
 
-class _StageCosts:
-    """Recent cost of each stage in seconds (EWMA), used to decide what fits."""
-
-    def __init__(self, initial: dict[str, float], alpha: float = 0.2) -> None:
-        self._cost = dict(initial)
-        self._alpha = alpha
-        self._lock = threading.Lock()
-
-    def fits(self, stage: str, remaining_s: float) -> bool:
-        """Whether the stage's recent cost fits; a miss shrinks the estimate a little.
-
-        The shrink matters: a stage that was slow once (a GC pause, a busy neighbour) would
-        otherwise never run again, and so never be measured again.
-        """
-        with self._lock:
-            cost = self._cost.get(stage, 0.0005)
-            if remaining_s >= cost:
-                return True
-            self._cost[stage] = cost * 0.8
-            return False
-
-    def observe(self, stage: str, seconds: float) -> None:
-        with self._lock:
-            old = self._cost.get(stage, seconds)
-            self._cost[stage] = (1 - self._alpha) * old + self._alpha * seconds
-
-
 class Searcher:
     def __init__(
         self,
@@ -142,11 +112,12 @@ class Searcher:
         executor: Executor | None = None,
         cross_encoder: CrossEncoder | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        observer: StageObserver | None = None,
     ) -> None:
         """``executor`` runs query embeddings and cross-encoder scoring (default: a small
         thread pool this owns). ``cross_encoder`` (optional) re-orders the best hits. ``now``
         is the reference time of queries that name a time ("last week"), unless a search
-        passes its own."""
+        passes its own. ``observer`` hears of every stage run or skipped (metrics)."""
         self._owns_executor = executor is None
         self._executor = (
             executor
@@ -160,7 +131,8 @@ class Searcher:
         self._clock = clock
         self._cross_encoder = cross_encoder
         self._now = now
-        self._costs = _StageCosts(
+        self._observer = observer
+        self._costs = StageCosts(
             {
                 "lexical": 0.001,
                 "embed": 0.002,
@@ -171,17 +143,14 @@ class Searcher:
             }
         )
 
+    def observe(self, observer: StageObserver) -> None:
+        """Report every stage run or skipped to ``observer`` from now on (metrics)."""
+        self._observer = observer
+
     def close(self) -> None:
         """Release the embedding threads (if this searcher made them)."""
         if self._owns_executor:
             self._executor.shutdown(wait=False, cancel_futures=True)
-
-    def _embed(self, query: str) -> tuple[npt.NDArray[np.float32], float]:
-        t0 = self._clock()
-        vec = self._embedder.embed_query(query)
-        took = self._clock() - t0
-        self._costs.observe("embed", took)  # learnt even when the caller gave up waiting
-        return vec, took
 
     def search(
         self,
@@ -199,52 +168,42 @@ class Searcher:
         p = self._params
         result = SearchResult(hits=[])
         usable = deadline.slice(max(0.0, deadline.remaining() - p.reserve_s))
-
-        def run(stage: str, fn: Callable[[], T]) -> T | None:
-            if not self._costs.fits(stage, usable.remaining()):
-                result.degraded.append(stage)
-                return None
-            t0 = self._clock()
-            out = fn()
-            took = self._clock() - t0
-            self._costs.observe(stage, took)
-            result.timings_ms[stage] = round(took * 1000, 3)
-            return out
-
+        stages = StageRunner(
+            costs=self._costs,
+            usable=usable,
+            clock=self._clock,
+            timings_ms=result.timings_ms,
+            degraded=result.degraded,
+            observer=self._observer,
+        )
         if min_seq is not None and self._shard.seq < min_seq:
             t0 = self._clock()
             waited = self._wait_for_seq is not None and self._wait_for_seq(
                 min_seq, usable.remaining() / 2
             )
-            result.timings_ms["wait"] = round((self._clock() - t0) * 1000, 3)
+            stages.record("wait", self._clock() - t0, learn=False)
             if not waited:
                 result.degraded.append("stale_index")
 
         n = max(k, p.candidates)
         runs: list[Hits] = []
         if mode in ("hybrid", "lexical"):
-            lex = run("lexical", lambda: self._lexical(query, n, filters, usable))
+            lex = stages.run("lexical", lambda: self._lexical(query, n, filters, usable))
             if lex is not None:
                 runs.append(lex)
         when = self._time_range(query, filters, now)
-        pending: Future[tuple[npt.NDArray[np.float32], float]] | None = None
-        dense_filters, dense_query = filters, query
         if mode in ("hybrid", "dense"):
             dense_filters, dense_query = self._dense_scope(query, filters)
             if when is not None:
                 dense_filters = replace(dense_filters, since=when.since, until=when.until)
-            if self._costs.fits("embed", usable.remaining()):
-                pending = self._executor.submit(self._embed, dense_query)
-            else:
-                result.degraded += ["embed", "dense"]
-        if pending is not None:
-            try:
-                qvec, took = pending.result(timeout=usable.remaining())
-            except FutureTimeout:
-                result.degraded += ["embed", "dense"]
-            else:
-                result.timings_ms["embed"] = round(took * 1000, 3)
-                dense = run(
+            qvec = stages.run_on(
+                self._executor,
+                "embed",
+                lambda: self._embedder.embed_query(dense_query),
+                also=("dense",),
+            )
+            if qvec is not None:
+                dense = stages.run(
                     "dense",
                     lambda: self._shard.search_dense(
                         qvec, n, filters=dense_filters, timeout_s=usable.remaining()
@@ -261,21 +220,27 @@ class Searcher:
                 f"no retriever fitted in the budget (skipped: {', '.join(result.degraded)})"
             )
 
-        fused = runs[0] if len(runs) == 1 else self._fuse(runs, result)
+        fused = runs[0]
+        if len(runs) > 1:
+            joined = stages.run("fuse", lambda: self._fuse(runs))
+            fused = fused if joined is None else joined
         if p.neighbour_weight > 0 and len(fused):
-            spread = run("neighbours", lambda: self._spread(fused, filters))
+            spread = stages.run("neighbours", lambda: self._spread(fused, filters))
             fused = fused if spread is None else spread
         if p.question_weight < 1 and len(fused):
-            damped = run("question_prior", lambda: self._damp_questions(fused))
+            damped = stages.run("question_prior", lambda: self._damp_questions(fused))
             fused = fused if damped is None else damped
         if when is not None and len(fused):
-            timed = run("temporal", lambda: self._damp_outside(fused, when))
+            timed = stages.run("temporal", lambda: self._damp_outside(fused, when))
             fused = fused if timed is None else timed
         if self._cross_encoder is not None and len(fused) > 1:
-            fused = self._cross_rerank(query, fused, result, usable)
-        fused = self._rerank(fused, k, result, usable)
+            fused = self._cross_rerank(query, fused, stages)
+        if (p.dedupe_threshold is not None or p.mmr_lambda is not None) and len(fused) > 1:
+            head = fused
+            reranked = stages.run("rerank", lambda: self._rerank(head, k))
+            fused = fused if reranked is None else reranked
         fused = fused.top(k)
-        self._hydrate(fused, result, deadline)
+        self._hydrate(fused, result, deadline, stages)
         result.index_seq = self._shard.seq
         return result
 
@@ -344,15 +309,11 @@ class Searcher:
         mask = self._shard.questions(hits.ids)
         return damp(_floored(hits), mask, factor=self._params.question_weight)
 
-    def _fuse(self, runs: list[Hits], result: SearchResult) -> Hits:
+    def _fuse(self, runs: list[Hits]) -> Hits:
         p = self._params
-        t0 = self._clock()
         if p.fusion == "rrf":
-            fused = rrf(runs, k=p.rrf_k)
-        else:
-            fused = convex(runs, weights=[p.lexical_weight, 1.0 - p.lexical_weight])
-        result.timings_ms["fuse"] = round((self._clock() - t0) * 1000, 3)
-        return fused
+            return rrf(runs, k=p.rrf_k)
+        return convex(runs, weights=[p.lexical_weight, 1.0 - p.lexical_weight])
 
     def _spread(self, hits: Hits, filters: Filters) -> Hits:
         p = self._params
@@ -374,7 +335,7 @@ class Searcher:
         }
         return spread_to_neighbours(_floored(hits), near, weight=p.neighbour_weight)
 
-    def _cross_rerank(self, query: str, hits: Hits, result: SearchResult, usable: Deadline) -> Hits:
+    def _cross_rerank(self, query: str, hits: Hits, stages: StageRunner) -> Hits:
         """Re-order the best ``cross_encoder_top`` hits by the cross-encoder, if it fits.
 
         It runs on the executor and is awaited no longer than the deadline, like the query
@@ -383,41 +344,14 @@ class Searcher:
         p = self._params
         encoder = self._cross_encoder
         assert encoder is not None
-        if not self._costs.fits("cross_encoder", usable.remaining()):
-            result.degraded.append("cross_encoder")
-            return hits
         head = hits.top(p.cross_encoder_top)
         texts = [rec.text if rec is not None else "" for rec in self._shard.records(head.ids)]
+        scores = stages.run_on(self._executor, "cross_encoder", lambda: encoder.score(query, texts))
+        return hits if scores is None else rerank_head(hits, scores, weight=p.cross_encoder_weight)
 
-        def score() -> npt.NDArray[np.float32]:
-            t0 = self._clock()
-            out = encoder.score(query, texts)
-            self._costs.observe("cross_encoder", self._clock() - t0)
-            return out
-
-        t0 = self._clock()
-        try:
-            scores = self._executor.submit(score).result(timeout=max(0.0, usable.remaining()))
-        except FutureTimeout:
-            result.degraded.append("cross_encoder")
-            return hits
-        result.timings_ms["cross_encoder"] = round((self._clock() - t0) * 1000, 3)
-        return rerank_head(hits, scores, weight=p.cross_encoder_weight)
-
-    def _rerank(
-        self,
-        hits: Hits,
-        k: int,
-        result: SearchResult,
-        usable: Deadline,
-    ) -> Hits:
+    def _rerank(self, hits: Hits, k: int) -> Hits:
+        """Dedupe near-duplicates and/or MMR-diversify the top ``3k`` (off by default)."""
         p = self._params
-        if (p.dedupe_threshold is None and p.mmr_lambda is None) or len(hits) <= 1:
-            return hits
-        if not self._costs.fits("rerank", usable.remaining()):
-            result.degraded.append("rerank")
-            return hits
-        t0 = self._clock()
         head, vectors = self._shard.live_vectors(hits.top(3 * k))
         out = head
         if len(head) and p.dedupe_threshold is not None:
@@ -425,12 +359,12 @@ class Searcher:
             vectors = vectors[np.isin(head.ids, out.ids)] if len(out) < len(head) else vectors
         if len(out) and p.mmr_lambda is not None:
             out = mmr(out, vectors, lambda_=p.mmr_lambda, limit=len(out))
-        took = self._clock() - t0
-        self._costs.observe("rerank", took)
-        result.timings_ms["rerank"] = round(took * 1000, 3)
         return out
 
-    def _hydrate(self, hits: Hits, result: SearchResult, deadline: Deadline) -> None:
+    def _hydrate(
+        self, hits: Hits, result: SearchResult, deadline: Deadline, stages: StageRunner
+    ) -> None:
+        """Records and their surrounding turns; past the deadline, the rest go without."""
         t0 = self._clock()
         turns = self._params.context_turns
         with_context = True
@@ -441,14 +375,14 @@ class Searcher:
                 continue
             if with_context and deadline.expired():
                 with_context = False
-                result.degraded.append("context")
+                stages.skip("context")
             ctx = (
                 self._shard.context(int(uid), before=turns, after=turns)
                 if with_context and turns
                 else []
             )
             result.hits.append(Hit(record=rec, score=float(score), context=ctx))
-        result.timings_ms["context"] = round((self._clock() - t0) * 1000, 3)
+        stages.record("context", self._clock() - t0, learn=False)
 
 
 def _floored(hits: Hits) -> Hits:

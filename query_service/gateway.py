@@ -1,0 +1,216 @@
+"""`Gateway`: the async front door that every transport calls.
+
+REST, gRPC and the WebSockets parse their wire format into the API models and call this. It
+holds what they would otherwise each repeat: the deadline, counted from the call's arrival;
+admission control (refuse at once, never queue); running the blocking operation off the event
+loop on its class's thread pool; and the outcome and latency for ``/metrics``.
+
+A permit is released by the worker thread when the operation ends, not when the caller stops
+waiting: a client that disconnects mid-call frees its slot only once the work is done, so the
+bound on in-flight work holds. Searches are bounded by their own deadline, so that is soon.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+from indexer.errors import IndexUnavailable, InvalidInput, NotFound
+from query_service.admission import KINDS, Admission, Kind, Permit
+from query_service.api_models import (
+    ConversationBody,
+    ConversationResponse,
+    DeleteResponse,
+    IngestBody,
+    IngestResponse,
+    SearchBody,
+    SearchResponse,
+)
+from query_service.auth import Authenticator
+from query_service.deadline import Deadline
+from query_service.errors import DeadlineExceeded, Overloaded, Unauthorized
+from query_service.memory_service import MemoryService
+from query_service.metrics import Metrics
+
+T = TypeVar("T")
+#: a search with less than this left of its budget at admission is not started
+MIN_START_S = 0.002
+
+
+class Gateway:
+    def __init__(
+        self,
+        *,
+        admission: Admission,
+        metrics: Metrics,
+        auth: Authenticator,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.admission = admission
+        self.metrics = metrics
+        self.auth = auth
+        self._clock = clock
+        self._memory: MemoryService | None = None
+        self._starting = "the service is starting: the index is being loaded"
+        self._pools = {
+            kind: ThreadPoolExecutor(
+                max_workers=(
+                    admission.params.search_limit_max
+                    if kind == "search"
+                    else admission.limit_of(kind)
+                ),
+                thread_name_prefix=f"convmem-{kind}",
+            )
+            for kind in KINDS
+        }
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def attach(self, memory: MemoryService) -> None:
+        self._memory = memory
+
+    def startup_failed(self, reason: str) -> None:
+        self._starting = reason
+
+    @property
+    def memory(self) -> MemoryService:
+        """The operations; IndexUnavailable (503) until the services are built."""
+        if self._memory is None:
+            raise IndexUnavailable(self._starting)
+        return self._memory
+
+    @property
+    def ready(self) -> bool:
+        return self._memory is not None
+
+    def close(self) -> None:
+        for pool in self._pools.values():
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def now(self) -> float:
+        """The gateway's clock: transports stamp a call's arrival with it."""
+        return self._clock()
+
+    def tenant(self, authorization: str | None) -> str:
+        return self.auth.tenant_for(authorization)
+
+    # -- operations ------------------------------------------------------------------------
+    async def search(
+        self,
+        tenant: str,
+        body: SearchBody,
+        *,
+        arrival: float,
+        transport: str,
+        deadline_s: float | None = None,
+    ) -> SearchResponse:
+        """Search within ``budget_ms`` (or the caller's deadline, if sooner), from arrival."""
+        budget_s = body.budget_ms / 1000.0
+        if deadline_s is not None:
+            budget_s = min(budget_s, deadline_s)
+        deadline = Deadline(at=arrival + budget_s, clock=self._clock)
+        memory = self.memory
+        if deadline.remaining() < MIN_START_S:
+            self.metrics.request(transport, "search", "error", self._clock() - arrival)
+            waited = (self._clock() - arrival) * 1000
+            raise DeadlineExceeded(
+                f"the budget ran out before the search could start ({waited:.1f} ms after arrival)"
+            )
+        result = await self._run(
+            "search", tenant, lambda: memory.search(tenant, body, deadline), arrival, transport
+        )
+        return result
+
+    async def ingest(
+        self, tenant: str, body: IngestBody, *, transport: str, arrival: float | None = None
+    ) -> IngestResponse:
+        memory = self.memory
+        return await self._run(
+            "ingest", tenant, lambda: memory.ingest(tenant, body), arrival, transport
+        )
+
+    async def put_conversation(
+        self, tenant: str, conversation_id: str, body: ConversationBody, *, transport: str
+    ) -> DeleteResponse:
+        memory = self.memory
+        return await self._run(
+            "other",
+            tenant,
+            lambda: memory.put_conversation(tenant, conversation_id, body),
+            None,
+            transport,
+            op="put_conversation",
+        )
+
+    async def get_conversation(
+        self, tenant: str, conversation_id: str, *, transport: str
+    ) -> ConversationResponse:
+        memory = self.memory
+        return await self._run(
+            "other",
+            tenant,
+            lambda: memory.get_conversation(tenant, conversation_id),
+            None,
+            transport,
+            op="get_conversation",
+        )
+
+    async def delete(self, tenant: str, what: str, ident: str, *, transport: str) -> DeleteResponse:
+        """Forget a ``conversation``, an ``utterance`` or a ``user`` (idempotent)."""
+        memory = self.memory
+        ops: dict[str, Callable[[str, str], DeleteResponse]] = {
+            "conversation": memory.delete_conversation,
+            "utterance": memory.delete_utterance,
+            "user": memory.delete_user,
+        }
+        if what not in ops:
+            raise InvalidInput(f"cannot delete a {what!r}")
+        op = ops[what]
+        return await self._run(
+            "other", tenant, lambda: op(tenant, ident), None, transport, op=f"delete_{what}"
+        )
+
+    # -- the one way work runs -------------------------------------------------------------
+    async def _run(
+        self,
+        kind: Kind,
+        tenant: str,
+        fn: Callable[[], T],
+        arrival: float | None,
+        transport: str,
+        *,
+        op: str | None = None,
+    ) -> T:
+        op = op or kind
+        start = self._clock() if arrival is None else arrival
+        try:
+            permit = self.admission.try_acquire(kind, tenant)
+        except Overloaded:
+            self.metrics.request(transport, op, "shed", self._clock() - start)
+            raise
+        outcome: list[str] = ["error"]
+
+        def work() -> T:
+            latency: float | None = None
+            try:
+                out = fn()
+                latency = self._clock() - start
+                degraded = isinstance(out, SearchResponse) and bool(out.degraded)
+                outcome[0] = "degraded" if degraded else "ok"
+                return out
+            except (InvalidInput, NotFound, Unauthorized):
+                outcome[0] = "ok"  # the client's mistake, answered correctly
+                latency = self._clock() - start
+                raise
+            finally:
+                _release(permit, latency)
+                self.metrics.request(transport, op, outcome[0], self._clock() - start)  # type: ignore[arg-type]  # one of Outcome
+
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pools[kind], work)
+
+
+def _release(permit: Permit, latency_s: float | None) -> None:
+    permit.release(latency_s)

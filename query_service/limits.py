@@ -1,0 +1,96 @@
+"""`ArrivalMiddleware`: stamps each request's arrival, and caps request bodies.
+
+The stamp (``scope["convmem.arrival"]``, on the gateway's clock) is taken when the ASGI app is
+first called, before the body is read or validated, so time spent there counts against the
+search budget. A body larger than ``max_body_bytes`` is refused with a 413 problem before it
+is read in full (by ``Content-Length``, or by counting a chunked body as it arrives).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class ArrivalMiddleware:
+    def __init__(self, app: ASGIApp, *, clock: Callable[[], float], max_body_bytes: int) -> None:
+        self.app = app
+        self._clock = clock
+        self._max = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        scope["convmem.arrival"] = self._clock()
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = _content_length(scope)
+        if length is not None and length > self._max:
+            await _too_large(send, self._max)
+            return
+        seen = 0
+        started = False
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self._max:
+                    raise _TooLarge
+            return message
+
+        async def tracking(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counted, tracking)
+        except _TooLarge:
+            if not started:
+                await _too_large(send, self._max)
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", []):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+async def _too_large(send: Send, limit: int) -> None:
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": "Content Too Large",
+        "status": 413,
+        "detail": f"the request body is over the limit of {limit} bytes",
+    }
+    raw = json.dumps(body).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"application/problem+json"),
+                (b"content-length", str(len(raw)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": raw})
