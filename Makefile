@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 export XDG_RUNTIME_DIR ?= /tmp
 
-.PHONY: serve test lint bench venv clean espeak
+.PHONY: serve test lint bench venv clean espeak proto
 
 venv: $(STAMP)
 
@@ -43,3 +43,9 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# The gRPC code in query_service/grpc_gen, from proto/convmem/v1/memory.proto (checked in;
+# tests/query_service/test_grpc_gen.py fails when it is not current).
+proto: $(STAMP)
+	$(PY) -m grpc_tools.protoc -Iquery_service/grpc_gen=proto/convmem/v1 \
+	  --python_out=. --pyi_out=. --grpc_python_out=. proto/convmem/v1/memory.proto
