@@ -25,6 +25,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from query_service import problems
 from query_service.admission import Admission, AdmissionParams
 from query_service.auth import Authenticator, KeyRing
+from query_service.context_ws import router as context_router
 from query_service.gateway import Gateway
 from query_service.limits import DEFAULT_MAX_BODY_BYTES, ArrivalMiddleware
 from query_service.memory_service import MemoryService
@@ -110,6 +111,7 @@ def create_app(
     problems.install(app)
     app.add_middleware(ArrivalMiddleware, clock=gateway.now, max_body_bytes=max_body_bytes)
     app.include_router(router)
+    app.include_router(context_router)
     for extra in routers:
         app.include_router(extra)
 

@@ -94,11 +94,14 @@ class ContextSession:
         self._wake.set()
 
     async def close(self) -> None:
-        """Stop the worker: a search in flight finishes (it is bounded by its budget)."""
+        """Answer the turn still waiting, if any, then stop (each search is bounded by its
+        budget, so this is soon); a worker that does not finish in time is cancelled."""
         self._closed = True
         self._wake.set()
         try:
-            await asyncio.wait_for(asyncio.shield(self._worker), timeout=1.0)
+            await asyncio.wait_for(
+                asyncio.shield(self._worker), timeout=2 * self._start.budget_ms / 1000 + 1.0
+            )
         except (TimeoutError, asyncio.CancelledError):
             self._worker.cancel()
 
@@ -136,10 +139,10 @@ class ContextSession:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            if self._closed:
-                return
             pending, self._pending = self._pending, None
             if pending is None:
+                if self._closed:
+                    return
                 continue
             superseded, self._superseded = self._superseded, 0
             try:
@@ -147,6 +150,8 @@ class ContextSession:
             except Exception:  # noqa: BLE001 - one failed turn must not end the stream
                 _log.exception("context stream: a turn's search failed")
                 await self._error(pending[0], "internal", "the search failed")
+            if self._closed and self._pending is None:
+                return
 
     async def _answer(self, n: int, query: str, arrival: float, *, superseded: int) -> None:
         s = self._start

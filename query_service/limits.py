@@ -17,10 +17,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
 
 
-class _TooLarge(Exception):
-    pass
-
-
 class ArrivalMiddleware:
     def __init__(self, app: ASGIApp, *, clock: Callable[[], float], max_body_bytes: int) -> None:
         self.app = app
@@ -40,28 +36,30 @@ class ArrivalMiddleware:
             await _too_large(send, self._max)
             return
         seen = 0
-        started = False
+        state = {"started": False, "refused": False}
 
         async def counted() -> Message:
             nonlocal seen
             message = await receive()
-            if message["type"] == "http.request":
+            if message["type"] == "http.request" and not state["refused"]:
                 seen += len(message.get("body", b""))
                 if seen > self._max:
-                    raise _TooLarge
+                    # answer now; the app sees a disconnect and its own answer is dropped
+                    state["refused"] = True
+                    if not state["started"]:
+                        state["started"] = True
+                        await _too_large(send, self._max)
+                    return {"type": "http.disconnect"}
             return message
 
         async def tracking(message: Message) -> None:
-            nonlocal started
+            if state["refused"]:
+                return
             if message["type"] == "http.response.start":
-                started = True
+                state["started"] = True
             await send(message)
 
-        try:
-            await self.app(scope, counted, tracking)
-        except _TooLarge:
-            if not started:
-                await _too_large(send, self._max)
+        await self.app(scope, counted, tracking)
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -60,7 +60,10 @@ def app_client(
         cfg = app_settings(database_url, tmp_path, keys, **settings)
         emb = embedder or real_embedder
         app = create_app(
-            services_factory=lambda: build_services(cfg, embedder=emb), api_keys=cfg.key_map()
+            services_factory=lambda: build_services(cfg, embedder=emb),
+            api_keys=cfg.key_map(),
+            admission=cfg.admission.params(),
+            max_body_bytes=cfg.admission.max_body_bytes,
         )
         with TestClient(app) as client:
             wait_ready(client)

@@ -1,0 +1,110 @@
+"""Admission control, unit level: a fake clock, hand-checked limits."""
+
+from __future__ import annotations
+
+import pytest
+
+from query_service.admission import Admission, AdmissionParams
+from query_service.errors import Overloaded
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 100.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def admission(**kw: object) -> tuple[Admission, Clock]:
+    clock = Clock()
+    return Admission(AdmissionParams(**kw), clock=clock), clock  # type: ignore[arg-type]
+
+
+def test_refuses_at_once_when_the_limit_is_full_and_admits_after_a_release() -> None:
+    adm, _ = admission(search_limit_initial=2, search_limit_max=2)
+    a = adm.try_acquire("search", "t")
+    adm.try_acquire("search", "t")
+    with pytest.raises(Overloaded) as err:
+        adm.try_acquire("search", "t")
+    assert err.value.reason == "capacity" and err.value.retry_after_s > 0
+    a.release(0.001)
+    a.release(0.001)  # a second release gives nothing back twice
+    adm.try_acquire("search", "t")
+    assert adm.inflight("search") == 2
+    with pytest.raises(Overloaded):
+        adm.try_acquire("search", "t")
+
+
+def test_slow_searches_shrink_the_limit_multiplicatively_once_per_interval() -> None:
+    adm, clock = admission(search_limit_initial=10, search_limit_max=16, target_s=0.02)
+    for _ in range(3):  # one burst of slow answers is one signal
+        adm.try_acquire("search", "t").release(0.05)
+    assert adm.search_limit == 9  # 10 * 0.9
+    clock.t += 0.1
+    adm.try_acquire("search", "t").release(0.05)
+    assert adm.search_limit == 8  # 9 * 0.9 = 8.1
+
+
+def test_fast_searches_at_a_full_limit_grow_it_additively() -> None:
+    adm, _ = admission(search_limit_initial=2, search_limit_max=4, target_s=0.02)
+    for _ in range(8):
+        held = [adm.try_acquire("search", "t") for _ in range(adm.search_limit)]
+        for permit in held:  # only the one that filled the limit saw it full
+            permit.release(0.001)
+    assert adm.search_limit == 4  # 2 -> 2.5 -> 2.9 -> 3.24 -> 3.55 -> 3.83 -> 4.09, capped
+
+
+def test_fast_searches_below_the_limit_do_not_grow_it() -> None:
+    adm, _ = admission(search_limit_initial=4, search_limit_max=16)
+    for _ in range(50):
+        adm.try_acquire("search", "t").release(0.001)
+    assert adm.search_limit == 4
+
+
+def test_a_flooding_tenant_cannot_take_the_slots_kept_for_others() -> None:
+    adm, _ = admission(search_limit_initial=8, search_limit_max=8, reserve=0.25)
+    adm.try_acquire("search", "quiet").release(0.001)  # quiet is active too
+    held = []
+    with pytest.raises(Overloaded) as err:
+        for _ in range(8):
+            held.append(adm.try_acquire("search", "flood"))
+    assert err.value.reason == "fairness"
+    assert len(held) == 6  # 8 - ceil(8 * 0.25): two slots stay free
+    adm.try_acquire("search", "quiet")
+    adm.try_acquire("search", "quiet")
+
+
+def test_a_lone_tenant_may_use_the_whole_limit() -> None:
+    adm, _ = admission(search_limit_initial=4, search_limit_max=4)
+    for _ in range(4):
+        adm.try_acquire("search", "only")
+    assert adm.inflight("search") == 4
+
+
+def test_other_tenants_stop_counting_once_idle() -> None:
+    adm, clock = admission(search_limit_initial=4, search_limit_max=4, active_window_s=1.0)
+    adm.try_acquire("search", "gone").release(0.001)
+    clock.t += 5
+    for _ in range(4):
+        adm.try_acquire("search", "flood")
+
+
+def test_ingest_is_shed_while_searches_fill_their_limit() -> None:
+    adm, _ = admission(search_limit_initial=1, search_limit_max=1, ingest_limit=2)
+    s = adm.try_acquire("search", "t")
+    with pytest.raises(Overloaded) as err:
+        adm.try_acquire("ingest", "t")
+    assert err.value.reason == "priority"
+    s.release(0.001)
+    adm.try_acquire("ingest", "t")
+    adm.try_acquire("ingest", "t")
+    with pytest.raises(Overloaded):
+        adm.try_acquire("ingest", "t")
+
+
+def test_bad_params_fail_fast() -> None:
+    with pytest.raises(ValueError, match="search_limit"):
+        AdmissionParams(search_limit_initial=20, search_limit_max=10)
+    with pytest.raises(ValueError, match="backoff"):
+        AdmissionParams(backoff=1.5)
