@@ -20,8 +20,21 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 Outcome = Literal["ok", "degraded", "shed", "error"]
 _LATENCY_BUCKETS = (
-    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5,
-)  # fmt: skip
+    0.0005,
+    0.001,
+    0.002,
+    0.005,
+    0.01,
+    0.02,
+    0.03,
+    0.05,
+    0.075,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+)
 
 
 class Metrics:
@@ -29,9 +42,12 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self._stage = Histogram(
-            "convmem_stage_seconds", "search stage time", ["stage"], registry=r,
+            "convmem_stage_seconds",
+            "search stage time",
+            ["stage"],
+            registry=r,
             buckets=_LATENCY_BUCKETS,
-        )  # fmt: skip
+        )
         self._skipped = Counter(
             "convmem_stage_skipped", "stages skipped to keep the budget", ["stage"], registry=r
         )
@@ -39,9 +55,12 @@ class Metrics:
             "convmem_requests", "requests by outcome", ["transport", "op", "outcome"], registry=r
         )
         self._latency = Histogram(
-            "convmem_request_seconds", "server-side latency from arrival",
-            ["transport", "op"], registry=r, buckets=_LATENCY_BUCKETS,
-        )  # fmt: skip
+            "convmem_request_seconds",
+            "server-side latency from arrival",
+            ["transport", "op"],
+            registry=r,
+            buckets=_LATENCY_BUCKETS,
+        )
         self._inflight = Gauge("convmem_inflight", "admitted calls running", ["kind"], registry=r)
         self._limit = Gauge("convmem_limit", "admission limit", ["kind"], registry=r)
         self._lag_seq = Gauge("convmem_index_lag_seq", "store seq - index seq", registry=r)

@@ -39,3 +39,23 @@ def test_embed_bench_writes_its_report(tmp_path: Path) -> None:
     report = json.loads((tmp_path / "embed.json").read_text())
     assert len(report["embedders"]) == 4
     assert report["embedders"]["all-MiniLM-L6-v2 ONNX fp32"]["min_cosine_to_fp32"] >= 0.999
+
+
+def test_load_bench_writes_its_report_and_plot(tmp_path: Path) -> None:
+    from eval.load_bench import main
+
+    args = ["--out", str(tmp_path), "--sizes", "400", "--users", "4", "--duration", "1"]
+    assert main([*args, "--multiples", "0.5", "2"]) == 0
+    report = json.loads((tmp_path / "load.json").read_text())
+    (size,) = report["sizes"]
+    assert size["capacity_rps"] > 0
+    assert {(r["transport"], r["multiple"]) for r in size["sweep"]} == {
+        ("rest", 0.5),
+        ("rest", 2),
+        ("grpc", 0.5),
+        ("grpc", 2),
+    }
+    assert all(r["sent"] > 0 and r["other_errors"] == 0 for r in size["sweep"])
+    assert size["stream"]["n"] > 0 and len(size["mixed"]) == 2
+    assert (tmp_path / "load.png").stat().st_size > 0
+    assert "Capacity C" in (tmp_path / "load.md").read_text()

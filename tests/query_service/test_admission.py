@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from query_service.admission import Admission, AdmissionParams
 from query_service.errors import Overloaded
@@ -108,3 +110,37 @@ def test_bad_params_fail_fast() -> None:
         AdmissionParams(search_limit_initial=20, search_limit_max=10)
     with pytest.raises(ValueError, match="backoff"):
         AdmissionParams(backoff=1.5)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["acquire", "release"]),
+            st.sampled_from(["search", "ingest", "other"]),
+            st.sampled_from(["a", "b", "c"]),
+            st.floats(0.0, 0.1),
+        ),
+        max_size=120,
+    )
+)
+def test_in_flight_work_never_exceeds_the_limit_nor_goes_negative(ops) -> None:
+    adm, clock = admission(search_limit_initial=3, search_limit_max=6, ingest_limit=2)
+    held: list = []
+    for op, kind, tenant, latency in ops:
+        clock.t += 0.01
+        if op == "acquire":
+            try:
+                held.append(adm.try_acquire(kind, tenant))
+            except Overloaded:
+                pass
+        elif held:
+            held.pop(0).release(latency)
+        for k in ("search", "ingest", "other"):
+            assert 0 <= adm.inflight(k)  # type: ignore[arg-type]
+        assert adm.inflight("ingest") <= 2 and adm.inflight("other") <= 4
+        assert adm.inflight("search") <= 6
+        assert 1 <= adm.search_limit <= 6
+    for permit in held:
+        permit.release(None)
+    assert all(adm.inflight(k) == 0 for k in ("search", "ingest", "other"))  # type: ignore[arg-type]
