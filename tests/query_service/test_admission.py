@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from query_service.admission import Admission, AdmissionParams
+from query_service.admission import Admission, AdmissionParams, Permit
 from query_service.errors import Overloaded
 
 
@@ -18,9 +20,9 @@ class Clock:
         return self.t
 
 
-def admission(**kw: object) -> tuple[Admission, Clock]:
+def admission(**kw: Any) -> tuple[Admission, Clock]:
     clock = Clock()
-    return Admission(AdmissionParams(**kw), clock=clock), clock  # type: ignore[arg-type]
+    return Admission(AdmissionParams(**kw), clock=clock), clock
 
 
 def test_refuses_at_once_when_the_limit_is_full_and_admits_after_a_release() -> None:
@@ -126,7 +128,7 @@ def test_bad_params_fail_fast() -> None:
 )
 def test_in_flight_work_never_exceeds_the_limit_nor_goes_negative(ops) -> None:
     adm, clock = admission(search_limit_initial=3, search_limit_max=6, ingest_limit=2)
-    held: list = []
+    held: list[Permit] = []
     for op, kind, tenant, latency in ops:
         clock.t += 0.01
         if op == "acquire":
@@ -137,10 +139,10 @@ def test_in_flight_work_never_exceeds_the_limit_nor_goes_negative(ops) -> None:
         elif held:
             held.pop(0).release(latency)
         for k in ("search", "ingest", "other"):
-            assert 0 <= adm.inflight(k)  # type: ignore[arg-type]
+            assert 0 <= adm.inflight(k)
         assert adm.inflight("ingest") <= 2 and adm.inflight("other") <= 4
         assert adm.inflight("search") <= 6
         assert 1 <= adm.search_limit <= 6
     for permit in held:
         permit.release(None)
-    assert all(adm.inflight(k) == 0 for k in ("search", "ingest", "other"))  # type: ignore[arg-type]
+    assert all(adm.inflight(k) == 0 for k in ("search", "ingest", "other"))
