@@ -1,0 +1,110 @@
+"""A live convmem for the client tests: REST under uvicorn and gRPC beside it, on real sockets.
+
+One server per test module (its own database on the session's PostgreSQL, the real static
+embedder): two tenants behind two API keys, and one search slot, so that a test can hold it
+and watch the clients be shed and retry.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+import uvicorn
+from fastapi import FastAPI
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from convmem.wiring import build_services
+from convmem_client import Client
+from indexer.embedders import load_embedder
+from indexer.protocols import Embedder
+from query_service.admission import Admission, AdmissionParams
+from query_service.app import create_app
+from query_service.grpc_server import GrpcServer
+from tests.conftest import app_settings
+
+KEY_A, KEY_B = "key-a-0123456789", "key-b-0123456789"
+KEYS = {KEY_A: "tenant-a", KEY_B: "tenant-b"}
+
+
+@dataclass(frozen=True)
+class Live:
+    url: str
+    #: ``host:port`` of the gRPC server
+    target: str
+    admission: Admission
+
+
+@pytest.fixture(scope="session")
+def client_embedder(model_cache: Path) -> Embedder:
+    return load_embedder("static", model_path=None, cache_dir=model_cache)
+
+
+@pytest.fixture(scope="module")
+def module_database(server_url: str) -> Iterator[str]:
+    name = f"c_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"'.encode())
+    params = conninfo_to_dict(server_url)
+    params["dbname"] = name
+    yield make_conninfo(**params)  # type: ignore[arg-type]  # dict of str conninfo values
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'.encode())
+
+
+@pytest.fixture(scope="module")
+def live(
+    module_database: str, tmp_path_factory: pytest.TempPathFactory, client_embedder: Embedder
+) -> Iterator[Live]:
+    cfg = app_settings(module_database, tmp_path_factory.mktemp("client"), KEYS)
+    grpc_server = GrpcServer(port=0, health_interval_s=0.05)
+    one_slot = AdmissionParams(search_limit_initial=1, search_limit_min=1, search_limit_max=1)
+    app = create_app(
+        services_factory=lambda: build_services(cfg, embedder=client_embedder),
+        api_keys=cfg.key_map(),
+        admission=one_slot,
+        companions=[grpc_server],
+    )
+    with serve(app) as url:
+        with Client(url) as probe:
+            probe.wait_ready(60)
+        yield Live(
+            url=url, target=f"127.0.0.1:{grpc_server.port}", admission=app.state.gateway.admission
+        )
+
+
+@pytest.fixture
+def nothing_listens() -> str:
+    """An address where nothing listens (a port that was just free)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    return f"127.0.0.1:{port}"
+
+
+@contextmanager
+def serve(app: FastAPI) -> Iterator[str]:
+    """Run ``app`` under uvicorn in a thread on a loopback port picked by the OS."""
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", ws="none")
+    )
+    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(30)
