@@ -57,6 +57,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     _out(
         f"convmem: serving on http://{settings.host}:{settings.port} (data in {settings.data_dir})"
     )
+    if settings.grpc.port:
+        _out(f"convmem: gRPC (convmem.v1.Memory) on {settings.host}:{settings.grpc.port}")
     uvicorn.run(
         app, host=settings.host, port=settings.port, log_level="info", ws="websockets-sansio"
     )

@@ -231,15 +231,27 @@ def load_utterances(
 
 
 def build_app(settings: Settings) -> FastAPI:
-    """The served application: REST, the web page, and the audio WebSocket."""
-    from query_service.app import create_app
+    """The served application: REST, the web page, the audio WebSocket, and gRPC (if on)."""
+    from query_service.app import Companion, create_app
 
+    companions: list[Companion] = []
+    if settings.grpc.port != 0:
+        from query_service.grpc_server import GrpcServer
+
+        companions.append(
+            GrpcServer(
+                host=settings.host,
+                port=settings.grpc.port,
+                max_message_bytes=settings.admission.max_body_bytes,
+            )
+        )
     return create_app(
         services_factory=lambda: build_services(settings),
         api_keys=settings.key_map(),
         routers=[audio_router_for(settings)],
         admission=settings.admission.params(),
         max_body_bytes=settings.admission.max_body_bytes,
+        companions=companions,
     )
 
 
