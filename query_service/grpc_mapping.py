@@ -100,7 +100,7 @@ def context_start(req: pb.ConverseStart) -> ContextStart:
         fields["k"] = req.k
     if req.budget_ms:
         fields["budget_ms"] = req.budget_ms
-    if req.exclude_recent != -1:
+    if req.HasField("exclude_recent"):
         fields["exclude_recent"] = req.exclude_recent
     return ContextStart.model_validate(fields)
 

@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -22,9 +23,10 @@ def free_port() -> int:
 
 
 def test_serve_answers_a_search_over_the_demo_data(tmp_path: Path, model_cache: Path) -> None:
-    port = free_port()
+    port, grpc_port = free_port(), free_port()
     env = {
         **os.environ,
+        "CONVMEM_GRPC__PORT": str(grpc_port),
         "CONVMEM_EMBEDDER__CACHE_DIR": str(model_cache),
         "XDG_RUNTIME_DIR": os.environ.get("XDG_RUNTIME_DIR", "/tmp"),
     }
@@ -74,6 +76,7 @@ def test_serve_answers_a_search_over_the_demo_data(tmp_path: Path, model_cache: 
             env=env,
         )
         assert out.returncode == 0 and " 1. [" in out.stdout
+        grpc_round_trip(f"127.0.0.1:{grpc_port}")
     finally:
         proc.terminate()
         proc.wait(30)
@@ -81,3 +84,58 @@ def test_serve_answers_a_search_over_the_demo_data(tmp_path: Path, model_cache: 
             proc.stdout.close()
     # a clean shutdown leaves a snapshot behind, so the next start embeds nothing
     assert (tmp_path / "data" / "index" / "manifest.json").is_file()
+
+
+def grpc_round_trip(address: str) -> None:
+    """Over gRPC: health, ingest, a search with a deadline, the transcript, forget the user."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from query_service.grpc_gen import memory_pb2 as pb
+    from query_service.grpc_gen import memory_pb2_grpc as pb_grpc
+
+    with grpc.insecure_channel(address) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        deadline = time.monotonic() + 30
+        while True:
+            status = health.Check(health_pb2.HealthCheckRequest(service="convmem.v1.Memory"))
+            if status.status == health_pb2.HealthCheckResponse.SERVING:
+                break
+            assert time.monotonic() < deadline, "gRPC health never SERVING"
+            time.sleep(0.1)
+        stub = pb_grpc.MemoryStub(channel)  # type: ignore[no-untyped-call]  # generated, untyped
+        started = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
+        turn = pb.Utterance(
+            id="g-1",
+            conversation_id="g-conv",
+            user_id="grpc-user",
+            speaker="Lee",
+            role=pb.ROLE_USER,
+            text="My locker code at the gym is forty two.",
+            started_at=started,
+        )
+        acked = stub.Ingest(pb.IngestRequest(utterances=[turn]), timeout=10)
+        assert acked.accepted == 1
+        found = stub.Search(
+            pb.SearchRequest(
+                query="gym locker code",
+                min_seq=acked.seq,
+                budget_ms=2000,
+                filters=pb.Filters(user_id="grpc-user"),
+            ),
+            timeout=5,
+        )
+        assert [h.turn.utterance_id for h in found.hits] == ["g-1"]
+        transcript = stub.GetTranscript(pb.GetTranscriptRequest(conversation_id="g-conv"))
+        assert [t.turn.text for t in transcript.turns] == [turn.text]
+        forgot = stub.DeleteUser(pb.DeleteUserRequest(user_id="grpc-user"), timeout=5)
+        gone = stub.Search(
+            pb.SearchRequest(
+                query="gym locker code",
+                min_seq=forgot.seq,
+                budget_ms=2000,
+                filters=pb.Filters(user_id="grpc-user"),
+            ),
+            timeout=5,
+        )
+        assert list(gone.hits) == []

@@ -68,9 +68,7 @@ def test_no_memory_is_sent_twice_and_recent_turns_are_never_sent_back(app_client
     with app_client() as client:
         seed(client)
         with client.websocket_connect(URL) as ws:
-            ws.send_json(
-                {"type": "start", "conversation_id": "call-3", "user_id": "maya", "k": 10}
-            )
+            ws.send_json({"type": "start", "conversation_id": "call-3", "user_id": "maya", "k": 10})
             until(ws, "ready")
             questions = [
                 "Tell me about my peanut allergy and the hotel.",

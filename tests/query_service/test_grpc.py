@@ -649,7 +649,7 @@ def test_converse_protocol_errors(grpc_app) -> None:
         assert list(stub.Converse(iter([]), timeout=10)) == []
 
         stream = Stream(stub)
-        stream.start(conversation_id="c-1", user_id="maya", exclude_recent=-1)
+        stream.start(conversation_id="c-1", user_id="maya")
         stream.turn("no role given", role=pb.ROLE_UNSPECIFIED)
         error = stream.until(lambda e: e.WhichOneof("kind") == "error").error
         assert (error.turn, error.code) == (-1, "invalid") and "role is required" in error.message
