@@ -8,19 +8,20 @@ convmem search QUERY [--user U] [--conversation C] [--k N] [--mode M] [--url URL
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
 import sys
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from pathlib import Path
-
-import httpx
 
 from convmem.eval_cli import add_eval_command
 from convmem.settings import Settings
+from convmem_client import Client, ConvmemError, TransportError
 from indexer.errors import IndexerError
-from indexer.loaders import LoadError, read_any, utterance_to_dict
+from indexer.loaders import LoadError, read_any
 from indexer.models import UtteranceIn
 
 DEFAULT_URL = "http://127.0.0.1:8080"
@@ -81,7 +82,7 @@ def cmd_load(args: argparse.Namespace) -> int:
             seq = _load_over_http(args.url, args.api_key, utterances, bar.update)
         else:
             seq = _load_local(args, utterances, bar.update)
-    except (httpx.HTTPError, IndexerError, ValueError) as exc:
+    except (ConvmemError, IndexerError, ValueError) as exc:
         return _fail(str(exc))
     finally:
         bar.close()
@@ -133,7 +134,7 @@ def cmd_ingest_audio(args: argparse.Namespace) -> int:
             seq = _load_over_http(args.url, args.api_key, utterances, lambda _n: None)
         else:
             seq = _load_local(args, utterances, lambda _n: None)
-    except (httpx.HTTPError, IndexerError, ValueError) as exc:
+    except (ConvmemError, IndexerError, ValueError) as exc:
         return _fail(str(exc))
     per_speaker: dict[str, int] = {}
     for u in utterances:
@@ -153,15 +154,10 @@ def _advance(bar: object, seconds: float) -> None:
 def _load_over_http(
     url: str, api_key: str | None, utterances: Sequence[UtteranceIn], progress: object
 ) -> int:
-    headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
     seq = 0
-    with httpx.Client(base_url=url, headers=headers, timeout=120) as client:
+    with Client(url, api_key=api_key, timeout=120) as client:
         for chunk in _chunks(utterances, 500):
-            body = {"utterances": [utterance_to_dict(u) for u in chunk]}
-            resp = client.post("/v1/utterances", json=body)
-            if resp.status_code >= 400:
-                raise ValueError(f"{resp.status_code}: {resp.json().get('detail', resp.text)}")
-            seq = int(resp.json()["seq"])
+            seq = client.ingest(chunk).seq
             progress(len(chunk))  # type: ignore[operator]  # tqdm.update
     return seq
 
@@ -192,31 +188,38 @@ def _chunks(items: Sequence[UtteranceIn], n: int) -> Iterable[Sequence[Utterance
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    filters: dict[str, object] = {}
-    if args.user:
-        filters["user_id"] = args.user
-    if args.conversation:
-        filters["conversation_id"] = args.conversation
-    body = {"query": args.query, "k": args.k, "mode": args.mode, "filters": filters}
-    headers = {"authorization": f"Bearer {args.api_key}"} if args.api_key else {}
     try:
-        resp = httpx.post(f"{args.url}/v1/search", json=body, headers=headers, timeout=10)
-    except httpx.HTTPError as exc:
+        with Client(args.url, api_key=args.api_key, timeout=10) as client:
+            result = client.search(
+                args.query,
+                k=args.k,
+                mode=args.mode,
+                user_id=args.user or None,
+                conversation_id=args.conversation or None,
+            )
+    except TransportError as exc:
         return _fail(f"cannot reach {args.url}: {exc}")
-    data = resp.json()
-    if resp.status_code >= 400:
-        return _fail(f"{resp.status_code} {data.get('title')}: {data.get('detail')}")
+    except ConvmemError as exc:
+        return _fail(str(exc))
     if args.json:
-        _out(json.dumps(data, indent=2))
+        _out(json.dumps(dataclasses.asdict(result), indent=2, default=_json_default))
         return 0
-    for i, hit in enumerate(data["hits"], 1):
+    for i, hit in enumerate(result.hits, 1):
         _out(
-            f"{i:2}. [{hit['score']:.4f}] {hit['speaker']} ({hit['conversation_id']}, "
-            f"{hit['started_at'][:10]}): {hit['text']}"
+            f"{i:2}. [{hit.score:.4f}] {hit.speaker} ({hit.conversation_id}, "
+            f"{hit.started_at.isoformat()[:10]}): {hit.text}"
         )
-    if data["degraded"]:
-        _out(f"degraded: {', '.join(data['degraded'])}")
+    if result.degraded:
+        _out(f"degraded: {', '.join(result.degraded)}")
     return 0
+
+
+def _json_default(value: object) -> str:
+    """Times as the service writes them (``Z`` for UTC)."""
+    if isinstance(value, datetime):
+        text = value.isoformat()
+        return text[:-6] + "Z" if text.endswith("+00:00") else text
+    raise TypeError(f"not JSON: {value!r}")
 
 
 def cmd_fetch_models(args: argparse.Namespace) -> int:

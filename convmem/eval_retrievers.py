@@ -20,13 +20,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import numpy.typing as npt
 from pydantic import SecretStr
 
 from convmem.settings import Settings
 from convmem.wiring import build_services, load_utterances, search_params
+from convmem_client import ApiError, Client, ConvmemError, RetryPolicy, TransportError
+from convmem_client import DeadlineExceeded as HttpDeadlineExceeded
 from eval.configs import EvalConfig
 from eval.errors import ConfigError, EvalError
 from eval.runner import RetrievedList
@@ -220,10 +221,12 @@ class HttpRetriever:
     def __init__(
         self,
         *,
-        client: httpx.Client,
+        client: Client,
         min_seq: int | None = None,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
+        """``client`` should not retry (``RetryPolicy(max_attempts=1)``): a retry's wait would
+        count in the latency measured, and a 504 is an outcome to score."""
         self._client = client
         self._min_seq = min_seq
         self._clock = clock
@@ -237,30 +240,29 @@ class HttpRetriever:
         config: EvalConfig,
         asked_at: datetime | None = None,
     ) -> RetrievedList:
-        body: dict[str, object] = {
-            "query": query,
-            "k": k,
-            "mode": config.mode,
-            "filters": {} if user_id is None else {"user_id": user_id},
-            "budget_ms": config.budget_ms,
-        }
-        if self._min_seq is not None:
-            body["min_seq"] = self._min_seq
-        if asked_at is not None:
-            body["reference_time"] = asked_at.isoformat()
         t0 = self._clock()
-        resp = self._client.post("/v1/search", json=body)
+        try:
+            result = self._client.search(
+                query,
+                k=k,
+                mode=config.mode,
+                user_id=user_id,
+                budget_ms=config.budget_ms,
+                min_seq=self._min_seq,
+                reference_time=asked_at,
+            )
+        except HttpDeadlineExceeded:
+            return RetrievedList((), (), (self._clock() - t0) * 1000, ("deadline",))
+        except ApiError as exc:
+            raise EvalError(f"search failed: {exc.status} {exc.detail}") from exc
+        except TransportError as exc:
+            raise EvalError(f"cannot reach the service: {exc}") from exc
         took_ms = (self._clock() - t0) * 1000
-        if resp.status_code == 504:
-            return RetrievedList((), (), took_ms, ("deadline",))
-        if resp.status_code >= 400:
-            raise EvalError(f"search failed: {resp.status_code} {_detail(resp)}")
-        data = resp.json()
         return RetrievedList(
-            ids=tuple(str(h["utterance_id"]) for h in data["hits"]),
-            scores=tuple(float(h["score"]) for h in data["hits"]),
+            ids=tuple(h.utterance_id for h in result.hits),
+            scores=tuple(h.score for h in result.hits),
             latency_ms=took_ms,
-            degraded=tuple(str(d) for d in data.get("degraded", [])),
+            degraded=result.degraded,
         )
 
 
@@ -275,14 +277,12 @@ def http_retriever(
     """Load ``utterances`` into the service at ``url`` and yield a retriever over it."""
     from convmem.cli import _load_over_http  # the `load` command's upload, reused
 
-    seq = _load_over_http(url, api_key, utterances, progress or (lambda _n: None))
-    headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
-    with httpx.Client(base_url=url, headers=headers, timeout=30) as client:
-        yield HttpRetriever(client=client, min_seq=seq)
-
-
-def _detail(resp: httpx.Response) -> str:
     try:
-        return str(resp.json().get("detail", resp.text))
-    except ValueError:
-        return resp.text
+        seq = _load_over_http(url, api_key, utterances, progress or (lambda _n: None))
+    except TransportError as exc:
+        raise EvalError(f"cannot reach {url}: {exc}") from exc
+    except ConvmemError as exc:
+        raise EvalError(f"loading the dataset into {url} failed: {exc}") from exc
+    no_retry = RetryPolicy(max_attempts=1)
+    with Client(url, api_key=api_key, timeout=30, retry=no_retry) as client:
+        yield HttpRetriever(client=client, min_seq=seq)

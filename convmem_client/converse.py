@@ -79,8 +79,9 @@ def start_request(
         agent_id=agent_id or "",
         k=k or 0,
         budget_ms=budget_ms or 0.0,
-        exclude_recent=-1 if exclude_recent is None else exclude_recent,
     )
+    if exclude_recent is not None:  # unset: the service's default
+        start.exclude_recent = exclude_recent
     return pb.ConverseRequest(start=start)
 
 

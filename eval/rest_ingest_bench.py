@@ -24,9 +24,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 from tqdm import tqdm
 
+from convmem_client import Client, ConvmemError, RetryPolicy
 from eval.bench_report import machine, percentiles, write_report
 from eval.synthetic import SyntheticCorpus
 
@@ -52,33 +52,27 @@ def run(n: int, batch: int, users: int, data_dir: Path, rate: float = 0.0) -> di
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     base = f"http://127.0.0.1:{port}"
-    with httpx.Client(base_url=base, timeout=60) as client:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            try:
-                if client.get("/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        else:
-            raise SystemExit("the service did not become ready")
+    # No retries: a shed batch or search is a finding, and a retry's wait would count as time.
+    no_retry = RetryPolicy(max_attempts=1)
+    with Client(base, timeout=60, retry=no_retry) as client:
+        try:
+            client.wait_ready(300)
+        except ConvmemError:
+            raise SystemExit("the service did not become ready") from None
         utts = SyntheticCorpus(seed=1).utterances(n, users=users)
-        bodies = [
-            {
-                "utterances": [
-                    {
-                        "id": u.id,
-                        "conversation_id": u.conversation_id,
-                        "user_id": u.user_id,
-                        "speaker": u.speaker,
-                        "role": u.role,
-                        "text": u.text,
-                        "started_at": u.started_at.isoformat(),
-                    }
-                    for u in utts[i : i + batch]
-                ]
-            }
+        batches = [
+            [
+                {
+                    "id": u.id,
+                    "conversation_id": u.conversation_id,
+                    "user_id": u.user_id,
+                    "speaker": u.speaker,
+                    "role": u.role,
+                    "text": u.text,
+                    "started_at": u.started_at.isoformat(),
+                }
+                for u in utts[i : i + batch]
+            ]
             for i in range(0, n, batch)
         ]
         acks: queue.Queue[tuple[int, float] | None] = queue.Queue()
@@ -87,21 +81,17 @@ def run(n: int, batch: int, users: int, data_dir: Path, rate: float = 0.0) -> di
 
         def probe() -> None:
             nonlocal stale
-            with httpx.Client(base_url=base, timeout=60) as searcher:
+            with Client(base, timeout=60, retry=no_retry) as searcher:
                 while (item := acks.get()) is not None:
                     seq, acked = item
                     while True:  # a stale answer is retried: the time counts until it is fresh
-                        resp = searcher.post(
-                            "/v1/search",
-                            json={
-                                "query": "the",
-                                "mode": "lexical",
-                                "k": 1,
-                                "min_seq": seq,
-                                "budget_ms": 1000,
-                            },
-                        )
-                        if "stale_index" not in resp.json().get("degraded", []):
+                        try:
+                            result = searcher.search(
+                                "the", mode="lexical", k=1, min_seq=seq, budget_ms=1000
+                            )
+                        except ConvmemError:
+                            break  # an error is no stale answer: it ends the wait, as it did
+                        if "stale_index" not in result.degraded:
                             break
                         stale += 1
                     fresh_ms.append((time.perf_counter() - acked) * 1000)
@@ -110,16 +100,17 @@ def run(n: int, batch: int, users: int, data_dir: Path, rate: float = 0.0) -> di
         prober.start()
         post_ms: list[float] = []
         t0 = time.perf_counter()
-        for i, body in enumerate(tqdm(bodies, desc="ingest", unit="batch", file=sys.stderr)):
+        for i, chunk in enumerate(tqdm(batches, desc="ingest", unit="batch", file=sys.stderr)):
             if rate > 0:  # batch i is due at i * batch / rate seconds
                 time.sleep(max(0.0, t0 + i * batch / rate - time.perf_counter()))
             start = time.perf_counter()
-            resp = client.post("/v1/utterances", json=body)
-            if resp.status_code != 200:
-                raise SystemExit(f"ingest failed: {resp.status_code} {resp.text[:200]}")
+            try:
+                ack = client.ingest(chunk)
+            except ConvmemError as exc:
+                raise SystemExit(f"ingest failed: {exc}") from exc
             now = time.perf_counter()
             post_ms.append((now - start) * 1000)
-            acks.put((int(resp.json()["seq"]), now))
+            acks.put((ack.seq, now))
         total_s = time.perf_counter() - t0
         acks.put(None)
         prober.join()

@@ -178,7 +178,12 @@ def test_converse_messages() -> None:
     start = converse.start_request(
         "c1", user_id=None, agent_id=None, k=None, budget_ms=None, exclude_recent=None
     )
-    assert isinstance(start, pb.ConverseRequest) and start.start.exclude_recent == -1
+    assert isinstance(start, pb.ConverseRequest) and not start.start.HasField("exclude_recent")
+    none_excluded = converse.start_request(
+        "c1", user_id="u", agent_id=None, k=3, budget_ms=20, exclude_recent=0
+    )
+    assert isinstance(none_excluded, pb.ConverseRequest)
+    assert none_excluded.start.HasField("exclude_recent") and none_excluded.start.k == 3
     turn = converse.turn_request(converse.LiveTurn("M", "user", "hello"))
     assert isinstance(turn, pb.ConverseRequest) and turn.turn.store is True
     assert not turn.turn.HasField("started_at")

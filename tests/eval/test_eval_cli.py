@@ -18,6 +18,7 @@ import pytest
 
 from convmem.cli import main
 from convmem.eval_retrievers import HttpRetriever, QueryVectorMemo, check_http_configs
+from convmem_client import Client, RetryPolicy
 from eval.configs import BUILTIN_CONFIGS, DEFAULT_CONFIGS
 from eval.errors import ConfigError, EvalError
 from eval.metrics import evaluate, mean
@@ -200,6 +201,24 @@ def test_query_vector_memo_embeds_once_and_charges_every_config():
     assert inner.calls == 2
 
 
+NO_RETRY = RetryPolicy(max_attempts=1)
+
+
+def _hit(utterance_id: str, score: float) -> dict[str, object]:
+    return {
+        "utterance_id": utterance_id,
+        "conversation_id": "c1",
+        "speaker": "Alice",
+        "role": "user",
+        "text": "hello",
+        "started_at": "2023-05-20T10:00:00Z",
+        "turn": 0,
+        "score": score,
+        "user_id": "alice",
+        "context": [],
+    }
+
+
 def test_http_retriever_sends_mode_scope_budget_and_reads_hits():
     sent: list[dict[str, Any]] = []
 
@@ -210,10 +229,10 @@ def test_http_retriever_sends_mode_scope_budget_and_reads_hits():
             return httpx.Response(504, json={"title": "Gateway Timeout", "detail": "late"})
         if body["query"] == "bad":
             return httpx.Response(422, json={"title": "Unprocessable", "detail": "no"})
-        hits = [{"utterance_id": "u2", "score": 0.9}, {"utterance_id": "u1", "score": 0.5}]
-        return httpx.Response(200, json={"hits": hits, "degraded": ["rerank"]})
+        hits = [_hit("u2", 0.9), _hit("u1", 0.5)]
+        return httpx.Response(200, json={"hits": hits, "degraded": ["rerank"], "index_seq": 7})
 
-    client = httpx.Client(transport=httpx.MockTransport(handler), base_url="http://svc")
+    client = Client("http://svc", transport=httpx.MockTransport(handler), retry=NO_RETRY)
     retriever = HttpRetriever(client=client, min_seq=7)
     got = retriever.search("where?", k=50, user_id="alice", config=BUILTIN_CONFIGS["dense"])
     assert (got.ids, got.scores, got.degraded) == (("u2", "u1"), (0.9, 0.5), ("rerank",))
