@@ -112,6 +112,7 @@ async def metrics_text(pool: HttpPool) -> str:
     writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     raw = await reader.read()
     writer.close()
+    await writer.wait_closed()
     return raw.split(b"\r\n\r\n", 1)[1].decode()
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,6 +57,10 @@ class Record:
             "shed_share": round(len(shed) / n, 4) if n else 0.0,
             "no_answer_share": round((n - len(answered)) / n, 4) if n else 0.0,
             "other_errors": sum(1 for o in answered if o.status not in (200, 429)),
+            "statuses": {
+                str(code): sum(1 for o in self.outcomes if o.status == code)
+                for code in sorted({o.status for o in self.outcomes})
+            },
             "degraded_share": round(sum(o.degraded for o in ok) / len(ok), 4) if ok else 0.0,
             "admitted_ms": pct(ok),
             "shed_ms": pct(shed),
@@ -108,6 +111,7 @@ class HttpPool:
         self._free = asyncio.LifoQueue()
         for _ in range(size):
             self._free.put_nowait(None)  # opened on first use
+        self._open: set[asyncio.StreamWriter] = set()
         extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
         self._head = f"Host: {host}:{port}\r\n{extra}Content-Type: application/json\r\n"
 
@@ -116,6 +120,7 @@ class HttpPool:
         try:
             if conn is None:
                 conn = await asyncio.open_connection(self._host, self._port)
+                self._open.add(conn[1])
             reader, writer = conn
             raw = json.dumps(body).encode()
             writer.write(
@@ -139,15 +144,16 @@ class HttpPool:
         except BaseException:
             if conn is not None:
                 conn[1].close()
+                self._open.discard(conn[1])
             self._free.put_nowait(None)  # a fresh connection next time
             raise
 
     async def aclose(self) -> None:
-        while not self._free.empty():
-            conn = self._free.get_nowait()
-            if conn is not None:
-                conn[1].close()
-
-
-def now() -> float:
-    return time.monotonic()
+        for writer in self._open:
+            writer.close()
+        for writer in self._open:
+            try:
+                await writer.wait_closed()
+            except (OSError, ConnectionError):
+                pass
+        self._open.clear()

@@ -14,9 +14,14 @@ Fairness: when more than one tenant is active, a tenant that holds its share of 
 (``limit / active tenants``) may take one more slot only while ``reserve`` of the limit stays
 free for the others; one tenant flooding cannot starve the rest.
 
-Ingest is shed first: it is refused while searches fill their limit, so a burst of writes
-never takes the cores that searches need. Only work not yet started is refused: a write that
-was acknowledged is durable and is never dropped.
+Ingest is shed first: while searches are under pressure (one was refused for capacity
+within the last ``pressure_window_s``), ingest is refused, so a burst of writes never takes
+the cores that searches need; otherwise it runs, up to ``ingest_limit`` at a time. A live
+turn's store (the context stream) is ``urgent``: bounded by the ingest limit, but not shed
+for search pressure, as the conversation's own words are what later searches need.
+
+Only work not yet started is refused: a write that was acknowledged is durable and is never
+dropped.
 """
 
 from __future__ import annotations
@@ -51,6 +56,8 @@ class AdmissionParams:
     reserve: float = 0.25
     #: a tenant counts as active this long after its last request
     active_window_s: float = 1.0
+    #: ingest is refused this long after a sign that searches are under pressure
+    pressure_window_s: float = 0.25
     retry_after_s: float = 1.0
 
     def __post_init__(self) -> None:
@@ -95,6 +102,7 @@ class Admission:
         self._lock = threading.Lock()
         self._limit = float(self.params.search_limit_initial)
         self._last_decrease = -math.inf
+        self._last_pressure = -math.inf
         self._inflight: dict[Kind, int] = dict.fromkeys(KINDS, 0)
         self._by_tenant: dict[str, int] = {}
         self._seen: dict[str, float] = {}
@@ -102,6 +110,11 @@ class Admission:
     @property
     def search_limit(self) -> int:
         return max(self.params.search_limit_min, int(self._limit))
+
+    def check(self, kind: Kind, tenant: str) -> None:
+        """Raise ``Overloaded`` if ``try_acquire`` would refuse now (a cheap early look, for
+        transports that can refuse before reading the request; takes nothing)."""
+        self.try_acquire(kind, tenant).release(None)
 
     def inflight(self, kind: Kind) -> int:
         return self._inflight[kind]
@@ -111,22 +124,24 @@ class Admission:
             return self.search_limit
         return self.params.ingest_limit if kind == "ingest" else self.params.other_limit
 
-    def try_acquire(self, kind: Kind, tenant: str) -> Permit:
-        """A permit now, or ``Overloaded`` now."""
+    def try_acquire(self, kind: Kind, tenant: str, *, urgent: bool = False) -> Permit:
+        """A permit now, or ``Overloaded`` now (``urgent``: ingest not shed for pressure)."""
         p = self.params
         now = self._clock()
         with self._lock:
             limit = self.limit_of(kind)
             inflight = self._inflight[kind]
             if inflight >= limit:
+                if kind == "search":
+                    self._last_pressure = now
                 raise Overloaded(
                     f"{kind}: {inflight} in flight, at the limit of {limit}",
                     retry_after_s=p.retry_after_s,
                     reason="capacity",
                 )
-            if kind == "ingest" and self._inflight["search"] >= self.search_limit:
+            if kind == "ingest" and not urgent and now - self._last_pressure < p.pressure_window_s:
                 raise Overloaded(
-                    "ingest is shed while searches fill their limit",
+                    "ingest is shed while searches are under pressure",
                     retry_after_s=p.retry_after_s,
                     reason="priority",
                 )

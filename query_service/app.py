@@ -26,6 +26,7 @@ from query_service import problems
 from query_service.admission import Admission, AdmissionParams
 from query_service.auth import Authenticator, KeyRing
 from query_service.context_ws import router as context_router
+from query_service.early_shed import EarlyShedMiddleware
 from query_service.gateway import Gateway
 from query_service.limits import DEFAULT_MAX_BODY_BYTES, ArrivalMiddleware
 from query_service.memory_service import MemoryService
@@ -109,6 +110,8 @@ def create_app(
     app.state.services = None
     app.state.startup_error = None
     problems.install(app)
+    # the last added runs first: stamp the arrival, then refuse early what would be shed
+    app.add_middleware(EarlyShedMiddleware, gateway=gateway)
     app.add_middleware(ArrivalMiddleware, clock=gateway.now, max_body_bytes=max_body_bytes)
     app.include_router(router)
     app.include_router(context_router)

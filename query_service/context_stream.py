@@ -122,7 +122,9 @@ class ContextSession:
                     )
                 ]
             )
-            result = await self._gateway.ingest(self._tenant, body, transport=self._transport)
+            result = await self._gateway.ingest(
+                self._tenant, body, transport=self._transport, urgent=True
+            )
         except Overloaded as exc:
             await self._error(n, "shed", f"not stored: {exc}", exc.retry_after_s)
             return False

@@ -124,11 +124,23 @@ class Gateway:
         return result
 
     async def ingest(
-        self, tenant: str, body: IngestBody, *, transport: str, arrival: float | None = None
+        self,
+        tenant: str,
+        body: IngestBody,
+        *,
+        transport: str,
+        arrival: float | None = None,
+        urgent: bool = False,
     ) -> IngestResponse:
+        """``urgent``: a live turn's store, not shed for search pressure (``admission``)."""
         memory = self.memory
         return await self._run(
-            "ingest", tenant, lambda: memory.ingest(tenant, body), arrival, transport
+            "ingest",
+            tenant,
+            lambda: memory.ingest(tenant, body),
+            arrival,
+            transport,
+            urgent=urgent,
         )
 
     async def put_conversation(
@@ -182,11 +194,12 @@ class Gateway:
         transport: str,
         *,
         op: str | None = None,
+        urgent: bool = False,
     ) -> T:
         op = op or kind
         start = self._clock() if arrival is None else arrival
         try:
-            permit = self.admission.try_acquire(kind, tenant)
+            permit = self.admission.try_acquire(kind, tenant, urgent=urgent)
         except Overloaded:
             self.metrics.request(transport, op, "shed", self._clock() - start)
             raise

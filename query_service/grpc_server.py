@@ -130,6 +130,7 @@ class MemoryServicer(pb_grpc.MemoryServicer):
             remaining: float | None = context.time_remaining()
             if remaining is not None and remaining <= 0:
                 raise DeadlineExceeded("the call's deadline had passed when it arrived")
+            self._gateway.admission.check("search", tenant)  # shed before mapping the request
             result = await self._gateway.search(
                 tenant,
                 mapping.search_body(request),
@@ -145,6 +146,7 @@ class MemoryServicer(pb_grpc.MemoryServicer):
         arrival = self._gateway.now()
 
         async def op(tenant: str) -> pb.IngestResponse:
+            self._gateway.admission.check("ingest", tenant)
             body = mapping.ingest_body(request)
             r = await self._gateway.ingest(tenant, body, transport=GRPC, arrival=arrival)
             return pb.IngestResponse(accepted=r.accepted, seq=r.seq)

@@ -45,6 +45,18 @@ def problem(
     return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
 
 
+def shed(exc: Overloaded) -> JSONResponse:
+    """429 with ``Retry-After`` (whole seconds, as HTTP wants) and ``retry_after_ms``."""
+    return problem(
+        429,
+        str(exc),
+        title="Too Many Requests",
+        headers={"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))},
+        retry_after_ms=round(exc.retry_after_s * 1000),
+        reason=exc.reason,
+    )
+
+
 # Most specific first: NotFound and Conflict are StoreErrors.
 _STATUS: tuple[tuple[type[Exception], int], ...] = (
     (Unauthorized, 401),
@@ -62,14 +74,7 @@ async def _mapped(_request: Request, exc: Exception) -> JSONResponse:
     for cls, status in _STATUS:
         if isinstance(exc, cls):
             if isinstance(exc, Overloaded):
-                return problem(
-                    429,
-                    str(exc),
-                    title="Too Many Requests",
-                    headers={"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))},
-                    retry_after_ms=round(exc.retry_after_s * 1000),
-                    reason=exc.reason,
-                )
+                return shed(exc)
             if cls is StoreError:
                 _log.error("store error: %s", exc)
                 return problem(status, "the store of record is unavailable; retry later")

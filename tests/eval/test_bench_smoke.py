@@ -55,7 +55,9 @@ def test_load_bench_writes_its_report_and_plot(tmp_path: Path) -> None:
         ("grpc", 0.5),
         ("grpc", 2),
     }
-    assert all(r["sent"] > 0 and r["other_errors"] == 0 for r in size["sweep"])
+    assert all(r["sent"] > 0 for r in size["sweep"])
+    # no failures but refusals: 429 (shed) and 504 (no time left to start) are answers
+    assert all(set(r["statuses"]) <= {"200", "429", "504"} for r in size["sweep"])
     assert size["stream"]["n"] > 0 and len(size["mixed"]) == 2
     assert (tmp_path / "load.png").stat().st_size > 0
     assert "Capacity C" in (tmp_path / "load.md").read_text()

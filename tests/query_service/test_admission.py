@@ -94,17 +94,48 @@ def test_other_tenants_stop_counting_once_idle() -> None:
         adm.try_acquire("search", "flood")
 
 
-def test_ingest_is_shed_while_searches_fill_their_limit() -> None:
-    adm, _ = admission(search_limit_initial=1, search_limit_max=1, ingest_limit=2)
+def test_ingest_is_shed_while_searches_are_under_pressure() -> None:
+    adm, clock = admission(
+        search_limit_initial=1, search_limit_max=1, ingest_limit=2, pressure_window_s=0.25
+    )
     s = adm.try_acquire("search", "t")
+    adm.try_acquire("ingest", "t").release()  # a full limit alone is no pressure
+    with pytest.raises(Overloaded):
+        adm.try_acquire("search", "t")  # a search refused: pressure
     with pytest.raises(Overloaded) as err:
         adm.try_acquire("ingest", "t")
     assert err.value.reason == "priority"
     s.release(0.001)
+    clock.t += 0.3
     adm.try_acquire("ingest", "t")
     adm.try_acquire("ingest", "t")
+    with pytest.raises(Overloaded) as err:
+        adm.try_acquire("ingest", "t")
+    assert err.value.reason == "capacity"
+
+
+def test_a_live_turns_store_is_not_shed_for_pressure_but_is_bounded() -> None:
+    adm, _ = admission(search_limit_initial=1, search_limit_max=1, ingest_limit=1)
+    adm.try_acquire("search", "t")
+    with pytest.raises(Overloaded):
+        adm.try_acquire("search", "t")  # pressure
     with pytest.raises(Overloaded):
         adm.try_acquire("ingest", "t")
+    adm.try_acquire("ingest", "t", urgent=True)
+    with pytest.raises(Overloaded) as err:
+        adm.try_acquire("ingest", "t", urgent=True)
+    assert err.value.reason == "capacity"
+
+
+def test_check_refuses_like_acquire_and_takes_nothing() -> None:
+    adm, _ = admission(search_limit_initial=1, search_limit_max=1)
+    adm.check("search", "t")
+    assert adm.inflight("search") == 0
+    held = adm.try_acquire("search", "t")
+    with pytest.raises(Overloaded):
+        adm.check("search", "t")
+    held.release(0.001)
+    assert adm.inflight("search") == 0
 
 
 def test_bad_params_fail_fast() -> None:

@@ -1,0 +1,55 @@
+"""`EarlyShedMiddleware`: refuse a search or an ingest before its body is read.
+
+Under overload most of a refused request's cost is reading, parsing and validating it. When
+admission control would refuse it anyway (``Admission.check``: the class is at its limit, the
+tenant over its share, or ingest under search pressure), this answers 429 at once from the
+headers alone: no body read, no JSON, no validation. It takes no permit; a request it lets
+through is admitted (or refused) properly by the ``Gateway``. A request whose key is wrong
+is passed on, to be answered 401 by the route.
+"""
+
+from __future__ import annotations
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from query_service.admission import Kind
+from query_service.errors import Overloaded, Unauthorized
+from query_service.gateway import Gateway
+from query_service.problems import shed
+
+_ROUTES: dict[tuple[str, str], Kind] = {
+    ("POST", "/v1/search"): "search",
+    ("POST", "/v1/utterances"): "ingest",
+}
+
+
+class EarlyShedMiddleware:
+    def __init__(self, app: ASGIApp, *, gateway: Gateway) -> None:
+        self.app = app
+        self._gateway = gateway
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = (
+            _ROUTES.get((scope.get("method", ""), scope.get("path", "")))
+            if scope["type"] == "http"
+            else None
+        )
+        if kind is None or not self._gateway.ready:
+            await self.app(scope, receive, send)
+            return
+        auth = None
+        for name, value in scope.get("headers", ()):
+            if name == b"authorization":
+                auth = value.decode("latin-1")
+                break
+        try:
+            self._gateway.admission.check(kind, self._gateway.tenant(auth))
+        except Unauthorized:
+            pass
+        except Overloaded as exc:
+            arrival = scope.get("convmem.arrival")
+            took = None if arrival is None else self._gateway.now() - float(arrival)
+            self._gateway.metrics.request("rest", kind, "shed", took)
+            await shed(exc)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
