@@ -33,6 +33,7 @@ from convmem_client.models import (
     TranscriptTurn,
     Turn,
     Utterance,
+    UtteranceInput,
     UtteranceLike,
     WriteResult,
 )
@@ -78,6 +79,7 @@ __all__ = [
     "Unauthorized",
     "Unavailable",
     "Utterance",
+    "UtteranceInput",
     "UtteranceLike",
     "WriteResult",
 ]

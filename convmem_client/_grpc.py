@@ -1,18 +1,18 @@
 """The gRPC API's messages (``convmem.v1``), shared by ``GrpcClient`` and ``AsyncGrpcClient``:
-typed arguments become request messages, responses become the same dataclasses as over REST,
-and status codes become the same ``ApiError``s. No I/O here."""
+typed arguments become request messages, responses the same dataclasses as over REST
+(``_grpc_answers``), and status codes the same ``ApiError``s. No I/O here."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 import grpc
 from grpc_health.v1 import health_pb2
 
-from convmem_client._rest import UtteranceInput
+from convmem_client import _grpc_answers as answers
 from convmem_client.errors import (
     BadRequest,
     ConvmemError,
@@ -22,13 +22,11 @@ from convmem_client.errors import (
     error_for,
 )
 from convmem_client.models import (
-    Hit,
     IngestResult,
     Mode,
     SearchResult,
     Transcript,
-    TranscriptTurn,
-    Turn,
+    UtteranceInput,
     WriteResult,
 )
 from query_service.grpc_gen import memory_pb2 as pb
@@ -39,7 +37,6 @@ DEFAULT_TARGET = "127.0.0.1:50051"
 RETRY_AFTER_KEY = "retry-after-ms"
 
 _ROLES = {"user": pb.ROLE_USER, "agent": pb.ROLE_AGENT, "other": pb.ROLE_OTHER}
-_ROLE_NAMES = {v: k for k, v in _ROLES.items()}
 _SOURCES = {"text": pb.SOURCE_TEXT, "asr": pb.SOURCE_ASR}
 _MODES = {"hybrid": pb.MODE_HYBRID, "lexical": pb.MODE_LEXICAL, "dense": pb.MODE_DENSE}
 
@@ -119,7 +116,7 @@ def utterance(u: UtteranceInput) -> pb.Utterance:
 def ingest(utterances: Iterable[UtteranceInput]) -> Call[IngestResult]:
     """Idempotent by utterance id: a retry stores nothing twice."""
     request = pb.IngestRequest(utterances=[utterance(u) for u in utterances])
-    return Call("Ingest", request, _ingest_result)
+    return Call("Ingest", request, answers.ingest_result)
 
 
 def _many(value: str | Sequence[str] | None) -> list[str]:
@@ -165,7 +162,7 @@ def search(
     checked = aware(reference_time)
     if checked is not None:
         request.reference_time.FromDatetime(checked)
-    return Call("Search", request, _search_result)
+    return Call("Search", request, answers.search_result)
 
 
 def put_conversation(
@@ -186,26 +183,26 @@ def put_conversation(
     checked = aware(started_at)
     if checked is not None:
         request.started_at.FromDatetime(checked)
-    return Call("PutConversation", request, _write_result, idempotent=idempotent)
+    return Call("PutConversation", request, answers.write_result, idempotent=idempotent)
 
 
 def get_transcript(conversation_id: str) -> Call[Transcript]:
     request = pb.GetTranscriptRequest(conversation_id=conversation_id)
-    return Call("GetTranscript", request, _transcript)
+    return Call("GetTranscript", request, answers.transcript)
 
 
 def delete_conversation(conversation_id: str) -> Call[WriteResult]:
     request = pb.DeleteConversationRequest(conversation_id=conversation_id)
-    return Call("DeleteConversation", request, _write_result)
+    return Call("DeleteConversation", request, answers.write_result)
 
 
 def delete_utterance(utterance_id: str) -> Call[WriteResult]:
     request = pb.DeleteUtteranceRequest(utterance_id=utterance_id)
-    return Call("DeleteUtterance", request, _write_result)
+    return Call("DeleteUtterance", request, answers.write_result)
 
 
 def delete_user(user_id: str) -> Call[WriteResult]:
-    return Call("DeleteUser", pb.DeleteUserRequest(user_id=user_id), _write_result)
+    return Call("DeleteUser", pb.DeleteUserRequest(user_id=user_id), answers.write_result)
 
 
 def health_request() -> object:
@@ -214,80 +211,6 @@ def health_request() -> object:
 
 def serving(response: Any) -> bool:
     return bool(response.status == health_pb2.HealthCheckResponse.SERVING)
-
-
-# -- answers ---------------------------------------------------------------------------------
-def _time(ts: object) -> datetime:
-    """A ``google.protobuf.Timestamp`` as an aware datetime (UTC)."""
-    when = ts.ToDatetime(tzinfo=UTC)  # type: ignore[attr-defined]  # protobuf has no stubs here
-    if not isinstance(when, datetime):
-        raise TypeError(f"not a Timestamp: {ts!r}")
-    return when
-
-
-def _opt_time(msg: Any, name: str) -> datetime | None:
-    return _time(getattr(msg, name)) if msg.HasField(name) else None
-
-
-def turn(t: pb.Turn) -> Turn:
-    return Turn(*_turn_args(t))
-
-
-def _turn_args(t: pb.Turn) -> tuple[str, str, str, str, str, datetime, int]:
-    return (
-        t.utterance_id,
-        t.conversation_id,
-        t.speaker,
-        _ROLE_NAMES.get(t.role, "other"),
-        t.text,
-        _time(t.started_at),
-        t.turn,
-    )
-
-
-def hit(h: pb.Hit) -> Hit:
-    return Hit(
-        *_turn_args(h.turn),
-        score=h.score,
-        user_id=h.user_id or None,
-        context=tuple(turn(c) for c in h.context),
-    )
-
-
-def _ingest_result(msg: pb.IngestResponse) -> IngestResult:
-    return IngestResult(accepted=msg.accepted, seq=msg.seq)
-
-
-def _write_result(msg: pb.WriteResponse) -> WriteResult:
-    return WriteResult(seq=msg.seq)
-
-
-def _search_result(msg: pb.SearchResponse) -> SearchResult:
-    return SearchResult(
-        hits=tuple(hit(h) for h in msg.hits),
-        timings_ms=dict(msg.timings_ms),
-        degraded=tuple(msg.degraded),
-        index_seq=msg.index_seq,
-    )
-
-
-def _transcript(msg: pb.Transcript) -> Transcript:
-    return Transcript(
-        id=msg.id,
-        user_id=msg.user_id or None,
-        agent_id=msg.agent_id or None,
-        started_at=_opt_time(msg, "started_at"),
-        metadata=dict(msg.metadata),
-        turns=tuple(
-            TranscriptTurn(
-                *_turn_args(t.turn),
-                ended_at=_opt_time(t, "ended_at"),
-                source="asr" if t.source == pb.SOURCE_ASR else "text",
-                asr_confidence=t.asr_confidence if t.HasField("asr_confidence") else None,
-            )
-            for t in msg.turns
-        ),
-    )
 
 
 # -- errors ----------------------------------------------------------------------------------

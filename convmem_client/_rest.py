@@ -1,6 +1,6 @@
 """The REST API's wire format, shared by ``Client`` and ``AsyncClient``: each method becomes a
-``Call`` (what to send, whether a retry is safe, how to read the answer); answers become
-typed results, problems (RFC 9457) become ``ApiError``s. No I/O here."""
+``Call`` (what to send, whether a retry is safe, how to read the answer: ``_rest_answers``),
+and problems (RFC 9457) become ``ApiError``s. No I/O here."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from urllib.parse import quote
 
 import httpx
 
+from convmem_client import _rest_answers as answers
 from convmem_client.errors import (
     ApiError,
     ConvmemError,
@@ -23,22 +24,17 @@ from convmem_client.errors import (
     error_for,
 )
 from convmem_client.models import (
-    Hit,
     IngestResult,
     Mode,
     SearchResult,
     Transcript,
-    TranscriptTurn,
-    Turn,
-    UtteranceLike,
+    UtteranceInput,
     WriteResult,
 )
 
 T = TypeVar("T")
 DEFAULT_URL = "http://127.0.0.1:8080"
 Json = Mapping[str, object]
-#: one utterance for ``ingest``: an ``Utterance`` (or alike), or the API's JSON as a mapping
-UtteranceInput = UtteranceLike | Mapping[str, object]
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +96,7 @@ def utterance_json(u: UtteranceInput) -> dict[str, object]:
 def ingest(utterances: Iterable[UtteranceInput]) -> Call[IngestResult]:
     """Idempotent by utterance id: a retry stores nothing twice."""
     body = {"utterances": [utterance_json(u) for u in utterances]}
-    return Call("POST", "/v1/utterances", _ingest_result, body)
+    return Call("POST", "/v1/utterances", answers.ingest_result, body)
 
 
 def search(
@@ -137,7 +133,7 @@ def search(
         body["min_seq"] = min_seq
     if reference_time is not None:
         body["reference_time"] = reference_time.isoformat()
-    return Call("POST", "/v1/search", search_result, body)
+    return Call("POST", "/v1/search", answers.search_result, body)
 
 
 def put_conversation(
@@ -156,124 +152,16 @@ def put_conversation(
     if started_at is not None:
         body["started_at"] = started_at.isoformat()
     path = f"/v1/conversations/{_segment(conversation_id)}"
-    return Call("PUT", path, _write_result, body, idempotent=idempotent)
+    return Call("PUT", path, answers.write_result, body, idempotent=idempotent)
 
 
 def get_transcript(conversation_id: str) -> Call[Transcript]:
-    return Call("GET", f"/v1/conversations/{_segment(conversation_id)}", transcript)
+    return Call("GET", f"/v1/conversations/{_segment(conversation_id)}", answers.transcript)
 
 
 def delete(kind: str, ident: str) -> Call[WriteResult]:
     """``kind``: conversations, utterances or users. Deleting twice is deleting once."""
-    return Call("DELETE", f"/v1/{kind}/{_segment(ident)}", _write_result)
-
-
-# -- answers ---------------------------------------------------------------------------------
-class _BadResponse(ApiError):
-    def __init__(self, detail: str) -> None:
-        super().__init__(200, "Bad response", detail)
-
-
-def _int(value: object) -> int:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    raise _BadResponse(f"expected an integer, got {value!r}")
-
-
-def _float(value: object) -> float:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    raise _BadResponse(f"expected a number, got {value!r}")
-
-
-def _time(value: object) -> datetime:
-    try:
-        return datetime.fromisoformat(str(value))
-    except ValueError as exc:
-        raise _BadResponse(f"expected an ISO time, got {value!r}") from exc
-
-
-def _opt(value: object, read: Callable[[object], T]) -> T | None:
-    return None if value is None else read(value)
-
-
-def _objects(value: object) -> list[Json]:
-    if value is None:
-        return []
-    if isinstance(value, list) and all(isinstance(v, dict) for v in value):
-        return value
-    raise _BadResponse(f"expected a list of objects, got {value!r}")
-
-
-def _strings(value: object) -> tuple[str, ...]:
-    return tuple(str(v) for v in value) if isinstance(value, list) else ()
-
-
-def _str_map(value: object) -> dict[str, str]:
-    return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {}
-
-
-TurnArgs = tuple[str, str, str, str, str, datetime, int]
-
-
-def _turn_args(t: Json) -> TurnArgs:
-    return (
-        str(t["utterance_id"]),
-        str(t["conversation_id"]),
-        str(t["speaker"]),
-        str(t["role"]),
-        str(t["text"]),
-        _time(t["started_at"]),
-        _int(t["turn"]),
-    )
-
-
-def _ingest_result(data: Json) -> IngestResult:
-    return IngestResult(accepted=_int(data["accepted"]), seq=_int(data["seq"]))
-
-
-def _write_result(data: Json) -> WriteResult:
-    return WriteResult(seq=_int(data["seq"]))
-
-
-def _hit(h: Json) -> Hit:
-    return Hit(
-        *_turn_args(h),
-        score=_float(h["score"]),
-        user_id=_opt(h.get("user_id"), str),
-        context=tuple(Turn(*_turn_args(c)) for c in _objects(h.get("context"))),
-    )
-
-
-def search_result(data: Json) -> SearchResult:
-    timings = data.get("timings_ms")
-    return SearchResult(
-        hits=tuple(_hit(h) for h in _objects(data.get("hits"))),
-        timings_ms=(
-            {str(k): _float(v) for k, v in timings.items()} if isinstance(timings, dict) else {}
-        ),
-        degraded=_strings(data.get("degraded")),
-        index_seq=_int(data.get("index_seq", 0)),
-    )
-
-
-def transcript(data: Json) -> Transcript:
-    return Transcript(
-        id=str(data["id"]),
-        user_id=_opt(data.get("user_id"), str),
-        agent_id=_opt(data.get("agent_id"), str),
-        started_at=_opt(data.get("started_at"), _time),
-        metadata=_str_map(data.get("metadata")),
-        turns=tuple(
-            TranscriptTurn(
-                *_turn_args(t),
-                ended_at=_opt(t.get("ended_at"), _time),
-                source=str(t.get("source") or "text"),
-                asr_confidence=_opt(t.get("asr_confidence"), _float),
-            )
-            for t in _objects(data.get("turns"))
-        ),
-    )
+    return Call("DELETE", f"/v1/{kind}/{_segment(ident)}", answers.write_result)
 
 
 # -- errors ----------------------------------------------------------------------------------

@@ -25,13 +25,14 @@ from typing import TypeVar
 import httpx
 
 from convmem_client import _rest
-from convmem_client._rest import DEFAULT_URL, Call, UtteranceInput, headers_for
+from convmem_client._rest import DEFAULT_URL, Call, headers_for
 from convmem_client.errors import ConvmemError, Unavailable
 from convmem_client.models import (
     IngestResult,
     Mode,
     SearchResult,
     Transcript,
+    UtteranceInput,
     WriteResult,
 )
 from convmem_client.retry import RetryPolicy, next_delay

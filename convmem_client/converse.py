@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from convmem_client import _grpc
+from convmem_client import _grpc, _grpc_answers
 from convmem_client.models import Hit
 from query_service.grpc_gen import memory_pb2 as pb
 
@@ -105,7 +105,7 @@ def event(msg: Any) -> ConverseEvent:
         c = msg.context
         return ContextEvent(
             turn=c.turn,
-            hits=tuple(_grpc.hit(h) for h in c.hits),
+            hits=tuple(_grpc_answers.hit(h) for h in c.hits),
             timings_ms=dict(c.timings_ms),
             degraded=tuple(c.degraded),
             superseded=c.superseded,

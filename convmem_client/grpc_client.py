@@ -23,9 +23,15 @@ from grpc_health.v1 import health_pb2_grpc
 
 from convmem_client import _grpc
 from convmem_client._grpc import DEFAULT_TARGET, Call
-from convmem_client._rest import UtteranceInput
 from convmem_client.errors import ConvmemError, DeadlineExceeded, Unavailable
-from convmem_client.models import IngestResult, Mode, SearchResult, Transcript, WriteResult
+from convmem_client.models import (
+    IngestResult,
+    Mode,
+    SearchResult,
+    Transcript,
+    UtteranceInput,
+    WriteResult,
+)
 from convmem_client.retry import RetryPolicy, next_delay
 from query_service.grpc_gen import memory_pb2_grpc as pb_grpc
 

@@ -46,6 +46,10 @@ class UtteranceLike(Protocol):
     def metadata(self) -> Mapping[str, str]: ...
 
 
+#: one utterance for ``ingest``: an ``Utterance`` (or alike), or the REST API's JSON as a mapping
+UtteranceInput = UtteranceLike | Mapping[str, object]
+
+
 @dataclass(frozen=True, slots=True)
 class Utterance:
     """One utterance to store. ``id`` is the caller's: storing it again changes nothing."""

@@ -23,7 +23,7 @@ from fastapi import FastAPI
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from convmem.wiring import build_services
-from convmem_client import Client
+from convmem_client import Client, GrpcClient
 from indexer.embedders import load_embedder
 from indexer.protocols import Embedder
 from query_service.admission import Admission, AdmissionParams
@@ -33,6 +33,10 @@ from tests.conftest import app_settings
 
 KEY_A, KEY_B = "key-a-0123456789", "key-b-0123456789"
 KEYS = {KEY_A: "tenant-a", KEY_B: "tenant-b"}
+#: what the service tells a shed client to wait (REST: retry_after_ms; gRPC: retry-after-ms)
+RETRY_AFTER_S = 0.2
+#: a search budget long enough to wait for the index to reach ``min_seq`` (half of it waits)
+FRESH_MS = 2000.0
 
 
 @dataclass(frozen=True)
@@ -66,7 +70,9 @@ def live(
 ) -> Iterator[Live]:
     cfg = app_settings(module_database, tmp_path_factory.mktemp("client"), KEYS)
     grpc_server = GrpcServer(port=0, health_interval_s=0.05)
-    one_slot = AdmissionParams(search_limit_initial=1, search_limit_min=1, search_limit_max=1)
+    one_slot = AdmissionParams(
+        search_limit_initial=1, search_limit_min=1, search_limit_max=1, retry_after_s=RETRY_AFTER_S
+    )
     app = create_app(
         services_factory=lambda: build_services(cfg, embedder=client_embedder),
         api_keys=cfg.key_map(),
@@ -74,8 +80,10 @@ def live(
         companions=[grpc_server],
     )
     with serve(app) as url:
-        with Client(url) as probe:
-            probe.wait_ready(60)
+        target = f"127.0.0.1:{grpc_server.port}"
+        with Client(url) as rest, GrpcClient(target) as grpc:  # health is polled: it lags
+            rest.wait_ready(60)
+            grpc.wait_ready(10)
         yield Live(
             url=url, target=f"127.0.0.1:{grpc_server.port}", admission=app.state.gateway.admission
         )

@@ -16,7 +16,7 @@ from convmem_client import Client
 from eval.configs import BUILTIN_CONFIGS
 from eval.errors import EvalError
 from indexer.loaders import read_any
-from tests.client.conftest import KEY_B, Live
+from tests.client.conftest import FRESH_MS, KEY_B, Live
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 SMALL = Path(__file__).parents[1] / "data" / "small_conversations.jsonl"
@@ -25,7 +25,7 @@ SMALL = Path(__file__).parents[1] / "data" / "small_conversations.jsonl"
 def wait_fresh(url: str, seq: int) -> None:
     with Client(url, api_key=KEY_B) as memory:
         deadline = time.monotonic() + 30
-        while "stale_index" in memory.search("x", min_seq=seq).degraded:
+        while "stale_index" in memory.search("x", min_seq=seq, budget_ms=FRESH_MS).degraded:
             assert time.monotonic() < deadline, "the index did not catch up"
             time.sleep(0.05)
 

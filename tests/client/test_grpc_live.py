@@ -26,7 +26,7 @@ from convmem_client import (
     TransportError,
     Unauthorized,
 )
-from tests.client.conftest import KEY_A, KEY_B, Live
+from tests.client.conftest import FRESH_MS, KEY_A, KEY_B, RETRY_AFTER_S, Live
 from tests.client.data import conversation
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -37,14 +37,18 @@ def test_ingest_then_search_with_min_seq_finds_the_turn(live: Live) -> None:
         assert memory.ready()
         ack = memory.ingest(conversation("grpc-trip", "maya"))
         assert ack.accepted == 5 and ack.seq > 0
-        result = memory.search("what am I allergic to", user_id="maya", k=3, min_seq=ack.seq)
+        result = memory.search(
+            "what am I allergic to", user_id="maya", k=3, min_seq=ack.seq, budget_ms=FRESH_MS
+        )
     assert isinstance(result, SearchResult) and "stale_index" not in result.degraded
     top = result.hits[0]
     assert isinstance(top, Hit) and top.utterance_id == "grpc-trip-2"
     assert (top.role, top.user_id, top.turn) == ("user", "maya", 2)
     assert top.started_at.tzinfo is not None and top.context
     with Client(live.url, api_key=KEY_A) as rest:  # the same answer over both transports
-        same = rest.search("what am I allergic to", user_id="maya", k=3, min_seq=ack.seq)
+        same = rest.search(
+            "what am I allergic to", user_id="maya", k=3, min_seq=ack.seq, budget_ms=FRESH_MS
+        )
     assert [h.utterance_id for h in same.hits] == [h.utterance_id for h in result.hits]
     assert same.hits[0].context == top.context
 
@@ -72,7 +76,7 @@ def test_transcript_deletes_and_tenants(live: Live) -> None:
         with pytest.raises(NotFound):
             a.get_transcript("grpc-conv")
         forgot = a.delete_user("maya")
-        assert not a.search("peanuts", user_id="maya", min_seq=forgot.seq).hits
+        assert not a.search("peanuts", user_id="maya", min_seq=forgot.seq, budget_ms=FRESH_MS).hits
 
 
 def test_a_wrong_key_is_unauthorized(live: Live) -> None:
@@ -99,7 +103,7 @@ def test_a_shed_search_is_retried_after_the_trailer(live: Live) -> None:
     policy = RetryPolicy(max_attempts=3, base_s=0.01, cap_s=5.0)
     with GrpcClient(live.target, api_key=KEY_A, retry=policy, sleep=sleep) as memory:
         assert isinstance(memory.search("peanuts"), SearchResult)
-    assert sleeps == [1.0]  # retry-after-ms: 1000
+    assert sleeps == [RETRY_AFTER_S]  # the retry-after-ms trailer, not the 10 ms back-off
 
 
 def test_a_shed_search_without_retries_is_overloaded(live: Live) -> None:
@@ -110,7 +114,9 @@ def test_a_shed_search_without_retries_is_overloaded(live: Live) -> None:
                 memory.search("peanuts")
     finally:
         held.release()
-    assert caught.value.retry_after_s == 1.0 and caught.value.title == "RESOURCE_EXHAUSTED"
+    assert (
+        caught.value.retry_after_s == RETRY_AFTER_S and caught.value.title == "RESOURCE_EXHAUSTED"
+    )
 
 
 def test_a_retry_that_cannot_end_before_the_deadline_is_not_made(live: Live) -> None:
@@ -119,7 +125,7 @@ def test_a_retry_that_cannot_end_before_the_deadline_is_not_made(live: Live) -> 
     try:
         with GrpcClient(live.target, api_key=KEY_A, sleep=sleeps.append) as memory:
             with pytest.raises(Overloaded):
-                memory.search("peanuts", timeout=0.5)  # the service asks for 1 s
+                memory.search("peanuts", timeout=0.1)  # the service asks for 0.2 s
     finally:
         held.release()
     assert sleeps == []
@@ -144,7 +150,9 @@ def test_async_grpc_client_does_the_same(live: Live) -> None:
         async with AsyncGrpcClient(live.target, api_key=KEY_A) as memory:
             assert await memory.ready()
             ack = await memory.ingest(conversation("grpc-async", "lena"))
-            result = await memory.search("allergic", user_id="lena", min_seq=ack.seq)
+            result = await memory.search(
+                "allergic", user_id="lena", min_seq=ack.seq, budget_ms=FRESH_MS
+            )
             transcript = await memory.get_transcript("grpc-async")
             async with AsyncGrpcClient(live.target, api_key=KEY_B) as other:
                 with pytest.raises(NotFound):
@@ -173,14 +181,14 @@ def test_async_grpc_client_retries_a_shed_search(live: Live) -> None:
             return await memory.search("peanuts")
 
     assert isinstance(asyncio.run(scenario()), SearchResult)
-    assert sleeps == [1.0]
+    assert sleeps == [RETRY_AFTER_S]
 
 
 def test_converse_streams_stored_and_context_events(live: Live) -> None:
     async def scenario() -> list[ConverseEvent]:
         async with AsyncGrpcClient(live.target, api_key=KEY_A) as memory:
             ack = await memory.ingest(conversation("grpc-earlier", "noor"))
-            await memory.search("warm-up", user_id="noor", min_seq=ack.seq)
+            await memory.search("warm-up", user_id="noor", min_seq=ack.seq, budget_ms=FRESH_MS)
             events: list[ConverseEvent] = []
 
             async def turns() -> AsyncIterator[LiveTurn]:

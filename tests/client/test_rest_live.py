@@ -22,7 +22,7 @@ from convmem_client import (
     Turn,
     Unauthorized,
 )
-from tests.client.conftest import KEY_A, KEY_B, Live
+from tests.client.conftest import FRESH_MS, KEY_A, KEY_B, RETRY_AFTER_S, Live
 from tests.client.data import conversation
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -32,7 +32,9 @@ def test_ingest_then_search_with_min_seq_finds_the_turn(live: Live) -> None:
     with Client(live.url, api_key=KEY_A) as memory:
         ack = memory.ingest(conversation("rest-trip", "maya"))
         assert ack.accepted == 5 and ack.seq > 0
-        result = memory.search("what am I allergic to", user_id="maya", k=3, min_seq=ack.seq)
+        result = memory.search(
+            "what am I allergic to", user_id="maya", k=3, min_seq=ack.seq, budget_ms=FRESH_MS
+        )
     assert isinstance(result, SearchResult)
     assert "stale_index" not in result.degraded
     assert result.index_seq >= ack.seq
@@ -49,11 +51,16 @@ def test_search_filters_and_modes_reach_the_service(live: Live) -> None:
     with Client(live.url, api_key=KEY_A) as memory:
         ack = memory.ingest(conversation("rest-filters", "omar"))
         result = memory.search(
-            "dog", mode="lexical", conversation_id=["rest-filters"], role="user", min_seq=ack.seq
+            "dog",
+            mode="lexical",
+            conversation_id=["rest-filters"],
+            role="user",
+            min_seq=ack.seq,
+            budget_ms=FRESH_MS,
         )
         assert result.hits and {h.conversation_id for h in result.hits} == {"rest-filters"}
         assert {h.role for h in result.hits} == {"user"}
-        assert not memory.search("dog", user_id="nobody", min_seq=ack.seq).hits
+        assert not memory.search("dog", user_id="nobody", min_seq=ack.seq, budget_ms=FRESH_MS).hits
 
 
 def test_put_conversation_and_get_transcript(live: Live) -> None:
@@ -85,7 +92,7 @@ def test_deletes(live: Live) -> None:
         assert gone.seq > ack.seq
         turns = memory.get_transcript("rest-del-2").turns
         assert "rest-del-2-2" not in {t.utterance_id for t in turns}
-        hits = memory.search("peanuts", user_id="dana", min_seq=gone.seq).hits
+        hits = memory.search("peanuts", user_id="dana", min_seq=gone.seq, budget_ms=FRESH_MS).hits
         assert hits and "rest-del-2-2" not in {h.utterance_id for h in hits}
         memory.delete_conversation("rest-del-1")
         with pytest.raises(NotFound):
@@ -94,7 +101,9 @@ def test_deletes(live: Live) -> None:
             memory.delete_conversation("rest-del-1")
         forgot = memory.delete_user("dana")
         assert memory.delete_user("dana").seq >= forgot.seq  # idempotent
-        assert not memory.search("peanuts", user_id="dana", min_seq=forgot.seq).hits
+        assert not memory.search(
+            "peanuts", user_id="dana", min_seq=forgot.seq, budget_ms=FRESH_MS
+        ).hits
 
 
 def test_another_tenants_conversation_is_not_found(live: Live) -> None:
@@ -130,7 +139,7 @@ def test_a_shed_search_is_retried_after_retry_after(live: Live) -> None:
     policy = RetryPolicy(max_attempts=3, base_s=0.01, cap_s=5.0)
     with Client(live.url, api_key=KEY_A, retry=policy, sleep=sleep) as memory:
         result = memory.search("peanuts")
-    assert sleeps == [1.0]  # the service's Retry-After (1 s), not the 10 ms back-off
+    assert sleeps == [RETRY_AFTER_S]  # the body's retry_after_ms, not the 10 ms back-off
     assert isinstance(result, SearchResult)
 
 
@@ -143,7 +152,7 @@ def test_a_shed_search_without_retries_is_overloaded(live: Live) -> None:
                 memory.search("peanuts")
     finally:
         held.release()
-    assert caught.value.status == 429 and caught.value.retry_after_s == 1.0
+    assert caught.value.status == 429 and caught.value.retry_after_s == RETRY_AFTER_S
 
 
 def test_nothing_listening_is_a_transport_error(nothing_listens: str) -> None:
@@ -167,7 +176,9 @@ def test_async_client_does_the_same(live: Live) -> None:
         async with AsyncClient(live.url, api_key=KEY_A) as memory:
             assert await memory.ready()
             ack = await memory.ingest(conversation("rest-async", "lena"))
-            result = await memory.search("allergic", user_id="lena", min_seq=ack.seq)
+            result = await memory.search(
+                "allergic", user_id="lena", min_seq=ack.seq, budget_ms=FRESH_MS
+            )
             transcript = await memory.get_transcript("rest-async")
             async with AsyncClient(live.url, api_key=KEY_B) as other:
                 with pytest.raises(NotFound):
@@ -196,4 +207,4 @@ def test_async_client_retries_a_shed_search(live: Live) -> None:
             return await memory.search("peanuts")
 
     assert isinstance(asyncio.run(scenario()), SearchResult)
-    assert sleeps == [1.0]
+    assert sleeps == [RETRY_AFTER_S]
