@@ -15,7 +15,7 @@ ONE_SLOT = AdmissionSettings(search_limit_initial=1, search_limit_min=1, search_
 
 def test_a_search_over_capacity_is_refused_at_once_with_retry_after(app_client) -> None:
     with app_client(admission=ONE_SLOT) as client:
-        admission = client.app.state.gateway.admission  # type: ignore[attr-defined]
+        admission = client.app.state.gateway.admission
         held = admission.try_acquire("search", "someone-else")  # the one slot is busy
         resp = client.post("/v1/search", json={"query": "peanuts"})
         assert resp.status_code == 429
