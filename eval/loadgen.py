@@ -116,18 +116,27 @@ class HttpPool:
         self._head = f"Host: {host}:{port}\r\n{extra}Content-Type: application/json\r\n"
 
     async def post(self, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        raw = json.dumps(body).encode()
+        request = (
+            f"POST {path} HTTP/1.1\r\n{self._head}Content-Length: {len(raw)}\r\n\r\n".encode() + raw
+        )
         conn = await self._free.get()
         try:
-            if conn is None:
-                conn = await asyncio.open_connection(self._host, self._port)
-                self._open.add(conn[1])
-            reader, writer = conn
-            raw = json.dumps(body).encode()
-            writer.write(
-                f"POST {path} HTTP/1.1\r\n{self._head}Content-Length: {len(raw)}\r\n\r\n".encode()
-                + raw
-            )
-            status_line = await reader.readline()
+            for _ in range(2):  # a kept-alive connection the server closed: once more, fresh
+                fresh = conn is None
+                if conn is None:
+                    conn = await asyncio.open_connection(self._host, self._port)
+                    self._open.add(conn[1])
+                reader, writer = conn
+                writer.write(request)
+                status_line = await reader.readline()
+                if status_line or fresh:
+                    break
+                writer.close()
+                self._open.discard(writer)
+                conn = None
+            if not status_line:
+                raise ConnectionError("the server closed the connection")
             status = int(status_line.split()[1])
             length = 0
             while True:

@@ -14,11 +14,12 @@ Fairness: when more than one tenant is active, a tenant that holds its share of 
 (``limit / active tenants``) may take one more slot only while ``reserve`` of the limit stays
 free for the others; one tenant flooding cannot starve the rest.
 
-Ingest is shed first: while searches are under pressure (one was refused for capacity
-within the last ``pressure_window_s``), ingest is refused, so a burst of writes never takes
-the cores that searches need; otherwise it runs, up to ``ingest_limit`` at a time. A live
-turn's store (the context stream) is ``urgent``: bounded by the ingest limit, but not shed
-for search pressure, as the conversation's own words are what later searches need.
+Ingest is shed first: while searches are under pressure (more than ``pressure_share`` of
+them refused for capacity over the last one to two ``pressure_window_s``), ingest is
+refused, so a burst of writes never takes the cores that searches need; otherwise it runs,
+up to ``ingest_limit`` at a time. A live turn's store (the context stream) is ``urgent``:
+bounded by the ingest limit, but not shed for search pressure, as the conversation's own
+words are what later searches need.
 
 Only work not yet started is refused: a write that was acknowledged is durable and is never
 dropped.
@@ -56,8 +57,10 @@ class AdmissionParams:
     reserve: float = 0.25
     #: a tenant counts as active this long after its last request
     active_window_s: float = 1.0
-    #: ingest is refused this long after a sign that searches are under pressure
-    pressure_window_s: float = 0.25
+    #: searches are under pressure while more than this share of them was refused ...
+    pressure_share: float = 0.05
+    #: ... over the current and the previous window of this length
+    pressure_window_s: float = 0.5
     retry_after_s: float = 1.0
 
     def __post_init__(self) -> None:
@@ -102,7 +105,9 @@ class Admission:
         self._lock = threading.Lock()
         self._limit = float(self.params.search_limit_initial)
         self._last_decrease = -math.inf
-        self._last_pressure = -math.inf
+        self._window_at = clock()
+        self._window = [0, 0]  # searches admitted, refused for capacity: this window
+        self._previous = [0, 0]  # ... and the one before
         self._inflight: dict[Kind, int] = dict.fromkeys(KINDS, 0)
         self._by_tenant: dict[str, int] = {}
         self._seen: dict[str, float] = {}
@@ -131,15 +136,17 @@ class Admission:
         with self._lock:
             limit = self.limit_of(kind)
             inflight = self._inflight[kind]
+            if kind == "search":
+                self._roll(now)
             if inflight >= limit:
                 if kind == "search":
-                    self._last_pressure = now
+                    self._window[1] += 1
                 raise Overloaded(
                     f"{kind}: {inflight} in flight, at the limit of {limit}",
                     retry_after_s=p.retry_after_s,
                     reason="capacity",
                 )
-            if kind == "ingest" and not urgent and now - self._last_pressure < p.pressure_window_s:
+            if kind == "ingest" and not urgent and self._under_pressure(now):
                 raise Overloaded(
                     "ingest is shed while searches are under pressure",
                     retry_after_s=p.retry_after_s,
@@ -154,8 +161,23 @@ class Admission:
             self._seen[tenant] = now
             self._inflight[kind] = inflight + 1
             if kind == "search":
+                self._window[0] += 1
                 self._by_tenant[tenant] = self._by_tenant.get(tenant, 0) + 1
             return Permit(self, kind, tenant, saturated=inflight + 1 >= limit)
+
+    def _roll(self, now: float) -> None:
+        elapsed = now - self._window_at
+        if elapsed >= self.params.pressure_window_s:
+            # a long quiet spell forgets the old window too
+            self._previous = self._window if elapsed < 2 * self.params.pressure_window_s else [0, 0]
+            self._window = [0, 0]
+            self._window_at = now
+
+    def _under_pressure(self, now: float) -> bool:
+        self._roll(now)
+        admitted = self._window[0] + self._previous[0]
+        refused = self._window[1] + self._previous[1]
+        return refused > 0 and refused > self.params.pressure_share * (admitted + refused)
 
     def _fair(self, tenant: str, limit: int, inflight: int, now: float) -> bool:
         window = self.params.active_window_s

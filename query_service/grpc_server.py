@@ -131,14 +131,14 @@ class MemoryServicer(pb_grpc.MemoryServicer):
             if remaining is not None and remaining <= 0:
                 raise DeadlineExceeded("the call's deadline had passed when it arrived")
             self._gateway.admission.check("search", tenant)  # shed before mapping the request
-            result = await self._gateway.search(
+            return await self._gateway.search_as(
                 tenant,
                 mapping.search_body(request),
+                mapping.search_response,  # built on the worker thread, not the loop
                 arrival=arrival,
                 transport=GRPC,
                 deadline_s=remaining,
             )
-            return mapping.search_response(result)
 
         return await self._call(context, "Search", op)
 

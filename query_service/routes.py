@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
+from fastapi.responses import Response
 
 from query_service.api_models import (
     ConversationBody,
@@ -32,11 +33,14 @@ async def ingest(
 @router.post("/search", response_model=SearchResponse, tags=["search"])
 async def search(
     body: SearchBody, tenant: TenantDep, gateway: GatewayDep, arrival: ArrivalDep
-) -> SearchResponse:
+) -> Response:
     """Hybrid (or lexical / dense) search within ``budget_ms`` of arrival; see ``degraded``.
 
     429 with ``Retry-After`` when the service is at capacity (nothing queues)."""
-    return await gateway.search(tenant, body, arrival=arrival, transport=REST)
+    raw = await gateway.search_as(
+        tenant, body, SearchResponse.model_dump_json, arrival=arrival, transport=REST
+    )
+    return Response(raw, media_type="application/json")
 
 
 @router.put("/conversations/{conversation_id}", response_model=DeleteResponse, tags=["ingest"])

@@ -70,8 +70,14 @@ def live(
 ) -> Iterator[Live]:
     cfg = app_settings(module_database, tmp_path_factory.mktemp("client"), KEYS)
     grpc_server = GrpcServer(port=0, health_interval_s=0.05)
+    # the tests shed searches on purpose; pressure_share=1 keeps that from shedding the next
+    # test's ingest (that rule is tested in tests/query_service/test_admission.py)
     one_slot = AdmissionParams(
-        search_limit_initial=1, search_limit_min=1, search_limit_max=1, retry_after_s=RETRY_AFTER_S
+        search_limit_initial=1,
+        search_limit_min=1,
+        search_limit_max=1,
+        retry_after_s=RETRY_AFTER_S,
+        pressure_share=1.0,
     )
     app = create_app(
         services_factory=lambda: build_services(cfg, embedder=client_embedder),

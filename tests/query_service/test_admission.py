@@ -98,15 +98,21 @@ def test_ingest_is_shed_while_searches_are_under_pressure() -> None:
     adm, clock = admission(
         search_limit_initial=1, search_limit_max=1, ingest_limit=2, pressure_window_s=0.25
     )
+    for _ in range(30):  # a quiet history: 30 searches admitted
+        adm.try_acquire("search", "t").release(0.001)
     s = adm.try_acquire("search", "t")
     adm.try_acquire("ingest", "t").release()  # a full limit alone is no pressure
     with pytest.raises(Overloaded):
-        adm.try_acquire("search", "t")  # a search refused: pressure
+        adm.try_acquire("search", "t")  # 1 refused in 32: under 5 %, no pressure yet
+    adm.try_acquire("ingest", "t").release()
+    for _ in range(2):
+        with pytest.raises(Overloaded):
+            adm.try_acquire("search", "t")  # 3 in 34: pressure
     with pytest.raises(Overloaded) as err:
         adm.try_acquire("ingest", "t")
     assert err.value.reason == "priority"
     s.release(0.001)
-    clock.t += 0.3
+    clock.t += 0.6  # two windows on: forgotten
     adm.try_acquire("ingest", "t")
     adm.try_acquire("ingest", "t")
     with pytest.raises(Overloaded) as err:
