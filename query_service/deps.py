@@ -19,7 +19,13 @@ def gateway_of(conn: HTTPConnection) -> Gateway:
     return gateway
 
 
-def tenant_of(request: Request) -> str:
+# The dependencies FastAPI resolves per request are ``async``: a plain ``def`` dependency
+# is run on the thread pool, three thread hops per request for a dictionary lookup.
+async def _gateway(request: Request) -> Gateway:
+    return gateway_of(request)
+
+
+async def tenant_of(request: Request) -> str:
     """The tenant named by the bearer key; with no keys configured, ``default``."""
     return tenant_of_connection(request)
 
@@ -29,10 +35,18 @@ def tenant_of_connection(conn: HTTPConnection) -> str:
     return gateway_of(conn).tenant(conn.headers.get("authorization"))
 
 
+async def _arrival(request: Request) -> float:
+    return arrival_of(request)
+
+
 def arrival_of(conn: HTTPConnection) -> float:
     """When the request arrived (``limits.ArrivalMiddleware``), on the gateway's clock."""
     arrival = conn.scope.get("convmem.arrival")
     return float(arrival) if arrival is not None else gateway_of(conn).now()
+
+
+async def _services(request: Request) -> Services:
+    return services_of(request)
 
 
 def services_of(conn: HTTPConnection) -> Services:
@@ -41,6 +55,6 @@ def services_of(conn: HTTPConnection) -> Services:
 
 
 TenantDep = Annotated[str, Depends(tenant_of)]
-GatewayDep = Annotated[Gateway, Depends(gateway_of)]
-ArrivalDep = Annotated[float, Depends(arrival_of)]
-ServicesDep = Annotated[Services, Depends(services_of)]
+GatewayDep = Annotated[Gateway, Depends(_gateway)]
+ArrivalDep = Annotated[float, Depends(_arrival)]
+ServicesDep = Annotated[Services, Depends(_services)]

@@ -6,16 +6,28 @@ tenant over its share, or ingest under search pressure), this answers 429 at onc
 headers alone: no body read, no JSON, no validation. It takes no permit; a request it lets
 through is admitted (or refused) properly by the ``Gateway``. A request whose key is wrong
 is passed on, to be answered 401 by the route.
+
+The answer is encoded once per (kind, reason) and then sent as bytes: a refusal under
+overload should cost as little as the server can make it.
 """
 
 from __future__ import annotations
+
+import json
+import math
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from query_service.admission import Kind
 from query_service.errors import Overloaded, Unauthorized
 from query_service.gateway import Gateway
-from query_service.problems import shed
+from query_service.problems import MEDIA_TYPE
+
+_DETAIL = {
+    "capacity": "at capacity: every slot is busy; nothing queues",
+    "fairness": "this tenant holds its share of the slots while others wait",
+    "priority": "ingest is shed while searches are under pressure",
+}
 
 _ROUTES: dict[tuple[str, str], Kind] = {
     ("POST", "/v1/search"): "search",
@@ -27,6 +39,29 @@ class EarlyShedMiddleware:
     def __init__(self, app: ASGIApp, *, gateway: Gateway) -> None:
         self.app = app
         self._gateway = gateway
+        self._answers: dict[tuple[str, str, float], tuple[list[tuple[bytes, bytes]], bytes]] = {}
+
+    def _answer(self, kind: str, exc: Overloaded) -> tuple[list[tuple[bytes, bytes]], bytes]:
+        key = (kind, exc.reason, exc.retry_after_s)
+        cached = self._answers.get(key)
+        if cached is None:
+            body = json.dumps(
+                {
+                    "type": "about:blank",
+                    "title": "Too Many Requests",
+                    "status": 429,
+                    "detail": f"{kind}: {_DETAIL.get(exc.reason, exc.reason)}",
+                    "retry_after_ms": round(exc.retry_after_s * 1000),
+                    "reason": exc.reason,
+                }
+            ).encode()
+            headers = [
+                (b"content-type", MEDIA_TYPE.encode()),
+                (b"content-length", str(len(body)).encode()),
+                (b"retry-after", str(max(1, math.ceil(exc.retry_after_s))).encode()),
+            ]
+            cached = self._answers[key] = (headers, body)
+        return cached
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = (
@@ -50,6 +85,8 @@ class EarlyShedMiddleware:
             arrival = scope.get("convmem.arrival")
             took = None if arrival is None else self._gateway.now() - float(arrival)
             self._gateway.metrics.request("rest", kind, "shed", took)
-            await shed(exc)(scope, receive, send)
+            headers, body = self._answer(kind, exc)
+            await send({"type": "http.response.start", "status": 429, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
             return
         await self.app(scope, receive, send)
