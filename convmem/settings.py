@@ -111,6 +111,11 @@ class AdmissionSettings(BaseModel):
         gt=0,
         description="a search slower than this (server side) shrinks the adaptive limit",
     )
+    lag_target_ms: float = Field(
+        default=_A.lag_target_s * 1000,
+        gt=0,
+        description="event-loop lag over this shrinks the search limit (a load signal)",
+    )
     ingest_limit: int = Field(default=_A.ingest_limit, ge=1, le=64)
     other_limit: int = Field(default=_A.other_limit, ge=1, le=64)
     reserve: float = Field(
@@ -124,6 +129,7 @@ class AdmissionSettings(BaseModel):
             search_limit_min=self.search_limit_min,
             search_limit_max=self.search_limit_max,
             target_s=self.target_ms / 1000,
+            lag_target_s=self.lag_target_ms / 1000,
             ingest_limit=self.ingest_limit,
             other_limit=self.other_limit,
             reserve=self.reserve,

@@ -10,6 +10,10 @@ an admitted search that took longer than ``target_s`` shrinks the limit by ``bac
 that finished in time while the limit was full grows it by ``1 / limit``. Latency under load
 is then about ``limit × service time / cores`` and stays under the budget, whatever is offered.
 
+The event loop's lag (``loop_lag.LoopLag``) is the second signal: while it is over
+``lag_target_s``, the limit shrinks too and cannot grow. Requests wait for the loop before
+their arrival is stamped, so this is the only way the budget sees that wait.
+
 Fairness: when more than one tenant is active, a tenant that holds its share of the limit
 (``limit / active tenants``) may take one more slot only while ``reserve`` of the limit stays
 free for the others; one tenant flooding cannot starve the rest.
@@ -51,6 +55,8 @@ class AdmissionParams:
     backoff: float = 0.9
     #: at most one decrease per this many seconds (one slow burst is one signal)
     decrease_interval_s: float = 0.05
+    #: the event loop's lag over this shrinks the search limit, and stops it growing
+    lag_target_s: float = 0.004
     ingest_limit: int = 2
     other_limit: int = 4
     #: a tenant over its share may take a slot only while this share of the limit stays free
@@ -98,10 +104,16 @@ class Permit:
 
 class Admission:
     def __init__(
-        self, params: AdmissionParams | None = None, *, clock: Callable[[], float] = time.monotonic
+        self,
+        params: AdmissionParams | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        lag: Callable[[], float] = lambda: 0.0,
     ) -> None:
+        """``lag``: the event loop's current lag in seconds (``LoopLag.lag_s``)."""
         self.params = params or AdmissionParams()
         self._clock = clock
+        self._lag = lag
         self._lock = threading.Lock()
         self._limit = float(self.params.search_limit_initial)
         self._last_decrease = -math.inf
@@ -138,6 +150,9 @@ class Admission:
             inflight = self._inflight[kind]
             if kind == "search":
                 self._roll(now)
+                if self._lag() > p.lag_target_s:
+                    self._decrease(now)
+                    limit = self.limit_of(kind)
             if inflight >= limit:
                 if kind == "search":
                     self._window[1] += 1
@@ -164,6 +179,13 @@ class Admission:
                 self._window[0] += 1
                 self._by_tenant[tenant] = self._by_tenant.get(tenant, 0) + 1
             return Permit(self, kind, tenant, saturated=inflight + 1 >= limit)
+
+    def _decrease(self, now: float) -> None:
+        """Multiplicative decrease, at most once per ``decrease_interval_s`` (lock held)."""
+        p = self.params
+        if now - self._last_decrease >= p.decrease_interval_s:
+            self._limit = max(float(p.search_limit_min), self._limit * p.backoff)
+            self._last_decrease = now
 
     def _roll(self, now: float) -> None:
         elapsed = now - self._window_at
@@ -207,8 +229,6 @@ class Admission:
                 return
             now = self._clock()
             if latency_s > p.target_s:
-                if now - self._last_decrease >= p.decrease_interval_s:
-                    self._limit = max(float(p.search_limit_min), self._limit * p.backoff)
-                    self._last_decrease = now
-            elif saturated:
+                self._decrease(now)
+            elif saturated and self._lag() <= p.lag_target_s:
                 self._limit = min(float(p.search_limit_max), self._limit + 1.0 / self._limit)

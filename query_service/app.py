@@ -28,7 +28,9 @@ from query_service.auth import Authenticator, KeyRing
 from query_service.context_ws import router as context_router
 from query_service.early_shed import EarlyShedMiddleware
 from query_service.gateway import Gateway
+from query_service.heap import HeapFreezer
 from query_service.limits import DEFAULT_MAX_BODY_BYTES, ArrivalMiddleware
+from query_service.loop_lag import LoopLag
 from query_service.memory_service import MemoryService
 from query_service.metrics import Metrics
 from query_service.routes import router
@@ -61,8 +63,11 @@ def create_app(
     reach the services through ``deps`` like the built-in routes.
     """
     metrics = Metrics()
+    loop_lag = LoopLag()
     gateway = Gateway(
-        admission=Admission(admission), metrics=metrics, auth=auth or KeyRing(api_keys)
+        admission=Admission(admission, lag=lambda: loop_lag.lag_s),
+        metrics=metrics,
+        auth=auth or KeyRing(api_keys),
     )
 
     @asynccontextmanager
@@ -75,7 +80,7 @@ def create_app(
                 services.searcher.observe(metrics)
                 app.state.services = services
                 gateway.attach(MemoryService(services=services))
-                _bind_gauges(metrics, gateway, services)
+                _bind_gauges(metrics, gateway, services, loop_lag)
             except Exception as exc:  # noqa: BLE001 - reported by /readyz, logged here
                 _log.exception("startup failed")
                 app.state.startup_error = f"startup failed: {exc}"
@@ -86,14 +91,18 @@ def create_app(
         builder = threading.Thread(target=build, name="convmem-startup", daemon=True)
         builder.start()
         started: list[Companion] = []
+        loop_lag.start()
+        freezer = asyncio.get_running_loop().create_task(_freeze_heap(app, done))
         try:
             for companion in companions:
                 await companion.start(gateway)
                 started.append(companion)
             yield
         finally:
+            freezer.cancel()
             for companion in reversed(started):
                 await companion.stop()
+            await loop_lag.stop()
             await asyncio.to_thread(done.wait)
             gateway.close()
             services: Services | None = app.state.services
@@ -152,7 +161,17 @@ def create_app(
     return app
 
 
-def _bind_gauges(metrics: Metrics, gateway: Gateway, services: Services) -> None:
+async def _freeze_heap(app: FastAPI, built: threading.Event) -> None:
+    """Once the services are built, keep the index's objects out of the GC (``heap``)."""
+    while not built.is_set():
+        await asyncio.sleep(0.1)
+    services: Services | None = app.state.services
+    if services is not None:
+        shard = services.shard
+        await HeapFreezer(size=lambda: len(shard)).run()
+
+
+def _bind_gauges(metrics: Metrics, gateway: Gateway, services: Services, loop_lag: LoopLag) -> None:
     admission = gateway.admission
 
     def inflight(kind: str) -> float:
@@ -166,4 +185,5 @@ def _bind_gauges(metrics: Metrics, gateway: Gateway, services: Services) -> None
         limit=limit,
         lag_seq=lambda: float(services.tailer.lag_seq),
         lag_s=lambda: services.tailer.lag_s,
+        loop_lag_s=lambda: loop_lag.lag_s,
     )

@@ -8,7 +8,8 @@ process do not collide). Names:
 - ``convmem_requests_total{transport, op, outcome}``: outcome ok, degraded, shed, error;
 - ``convmem_request_seconds{transport, op}``: server-side latency from arrival;
 - ``convmem_inflight{kind}`` and ``convmem_limit{kind}``: admitted work and its bound;
-- ``convmem_index_lag_seq`` and ``convmem_index_lag_seconds``: the index behind the store.
+- ``convmem_index_lag_seq`` and ``convmem_index_lag_seconds``: the index behind the store;
+- ``convmem_loop_lag_seconds``: how late the event loop runs (a load signal, ``loop_lag``).
 """
 
 from __future__ import annotations
@@ -64,6 +65,9 @@ class Metrics:
         self._inflight = Gauge("convmem_inflight", "admitted calls running", ["kind"], registry=r)
         self._limit = Gauge("convmem_limit", "admission limit", ["kind"], registry=r)
         self._lag_seq = Gauge("convmem_index_lag_seq", "store seq - index seq", registry=r)
+        self._loop_lag = Gauge(
+            "convmem_loop_lag_seconds", "event-loop lag (moving average)", registry=r
+        )
         self._lag_s = Gauge(
             "convmem_index_lag_seconds", "age of the oldest change not yet indexed", registry=r
         )
@@ -87,6 +91,7 @@ class Metrics:
         limit: Callable[[str], float],
         lag_seq: Callable[[], float],
         lag_s: Callable[[], float],
+        loop_lag_s: Callable[[], float] = lambda: 0.0,
     ) -> None:
         """Gauges read at scrape time from the running app."""
         for kind in ("search", "ingest", "other"):
@@ -94,6 +99,7 @@ class Metrics:
             self._limit.labels(kind).set_function(_reader(limit, kind))
         self._lag_seq.set_function(lag_seq)
         self._lag_s.set_function(lag_s)
+        self._loop_lag.set_function(loop_lag_s)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -183,3 +183,29 @@ def test_in_flight_work_never_exceeds_the_limit_nor_goes_negative(ops) -> None:
     for permit in held:
         permit.release(None)
     assert all(adm.inflight(k) == 0 for k in ("search", "ingest", "other"))
+
+
+def test_a_lagging_event_loop_shrinks_the_limit_and_stops_it_growing() -> None:
+    lag = [0.0]
+    clock = Clock()
+    adm = Admission(
+        AdmissionParams(search_limit_initial=4, search_limit_max=8, lag_target_s=0.004),
+        clock=clock,
+        lag=lambda: lag[0],
+    )
+    lag[0] = 0.010
+    adm.try_acquire("search", "t").release(0.001)
+    assert adm.search_limit == 3  # 4 * 0.9 = 3.6
+    limits = []
+    for _ in range(5):  # while the loop lags, the limit only shrinks (once per interval)
+        clock.t += 0.06
+        adm.try_acquire("search", "t").release(0.001)
+        limits.append(adm.search_limit)
+    assert limits == sorted(limits, reverse=True) and limits[-1] < 3
+    lag[0] = 0.0
+    low = adm.search_limit
+    for _ in range(10):
+        held = [adm.try_acquire("search", "t") for _ in range(adm.search_limit)]
+        for permit in held:
+            permit.release(0.001)
+    assert adm.search_limit > low
