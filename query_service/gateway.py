@@ -8,6 +8,7 @@ loop on its class's thread pool; and the outcome and latency for ``/metrics``.
 A permit is released by the worker thread when the operation ends, not when the caller stops
 waiting: a client that disconnects mid-call frees its slot only once the work is done, so the
 bound on in-flight work holds. Searches are bounded by their own deadline, so that is soon.
+Work not yet started when its caller gives up is dropped, and its slot given back then.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
 from indexer.errors import IndexUnavailable, InvalidInput, NotFound
@@ -245,8 +246,17 @@ class Gateway:
                 _release(permit, latency)
                 self.metrics.request(transport, op, outcome[0], self._clock() - start)  # type: ignore[arg-type]  # one of Outcome
 
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pools[kind], work)
+        future = self._pools[kind].submit(work)
+
+        def dropped(f: Future[T]) -> None:
+            # A caller that stops waiting (a disconnect, a cancelled call) cancels work not yet
+            # started: it is dropped, and its slot must come back, as ``work`` never runs.
+            if f.cancelled():
+                permit.release(None)
+                self.metrics.request(transport, op, "error", None)
+
+        future.add_done_callback(dropped)
+        return await asyncio.wrap_future(future)
 
 
 def _same(response: SearchResponse) -> SearchResponse:

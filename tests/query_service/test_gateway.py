@@ -1,0 +1,69 @@
+"""The gateway's bookkeeping: a slot comes back however a call ends."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from query_service.admission import Admission, AdmissionParams
+from query_service.auth import KeyRing
+from query_service.gateway import Gateway
+from query_service.metrics import Metrics
+
+
+def gateway() -> Gateway:
+    return Gateway(admission=Admission(AdmissionParams()), metrics=Metrics(), auth=KeyRing())
+
+
+def test_work_dropped_before_it_starts_gives_its_slot_back() -> None:
+    gw = gateway()
+    blocker = threading.Event()
+    ran: list[str] = []
+    # one worker, kept busy, so the next call's work waits in the pool's queue
+    gw._pools["search"] = ThreadPoolExecutor(max_workers=1)  # noqa: SLF001 - the queue to test
+    gw._pools["search"].submit(blocker.wait)  # noqa: SLF001
+
+    async def scenario() -> int:
+        call = asyncio.ensure_future(
+            gw._run("search", "t", lambda: ran.append("x"), None, "test")  # noqa: SLF001
+        )
+        await asyncio.sleep(0.05)
+        assert gw.admission.inflight("search") == 1
+        call.cancel()  # the caller goes away while the work is still queued
+        await asyncio.sleep(0.05)
+        return gw.admission.inflight("search")
+
+    try:
+        assert asyncio.run(scenario()) == 0
+    finally:
+        blocker.set()
+        gw.close()
+    assert ran == []  # dropped, not run
+
+
+def test_a_caller_that_stops_waiting_for_running_work_frees_the_slot_when_it_ends() -> None:
+    gw = gateway()
+    started, finish = threading.Event(), threading.Event()
+
+    def work() -> str:
+        started.set()
+        finish.wait(5)
+        return "done"
+
+    async def scenario() -> tuple[int, int]:
+        call = asyncio.ensure_future(gw._run("search", "t", work, None, "test"))  # noqa: SLF001
+        while not started.is_set():
+            await asyncio.sleep(0.005)
+        call.cancel()
+        await asyncio.sleep(0.02)
+        during = gw.admission.inflight("search")  # still running: still counted
+        finish.set()
+        await asyncio.sleep(0.05)
+        return during, gw.admission.inflight("search")
+
+    try:
+        assert asyncio.run(scenario()) == (1, 0)
+    finally:
+        finish.set()
+        gw.close()
