@@ -138,6 +138,12 @@ class AdmissionSettings(BaseModel):
 
 class GrpcSettings(BaseModel):
     port: int = Field(default=50051, ge=0, le=65535, description="0 = off")
+    max_concurrent_rpcs: int = Field(
+        default=64,
+        ge=1,
+        description="calls past this many at once are refused by gRPC's core (each open "
+        "Converse stream holds one)",
+    )
 
 
 _D = SearchParams()  # the searcher's defaults are the settings' defaults: one source

@@ -243,6 +243,7 @@ def build_app(settings: Settings) -> FastAPI:
                 host=settings.host,
                 port=settings.grpc.port,
                 max_message_bytes=settings.admission.max_body_bytes,
+                max_concurrent_rpcs=settings.grpc.max_concurrent_rpcs,
             )
         )
     return create_app(

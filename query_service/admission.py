@@ -64,7 +64,7 @@ class AdmissionParams:
     #: a tenant counts as active this long after its last request
     active_window_s: float = 1.0
     #: searches are under pressure while more than this share of them was refused ...
-    pressure_share: float = 0.05
+    pressure_share: float = 0.10
     #: ... over the current and the previous window of this length
     pressure_window_s: float = 0.5
     retry_after_s: float = 1.0

@@ -52,7 +52,13 @@ class GrpcServer:
         max_message_bytes: int = 4 * 1024 * 1024,
         health_interval_s: float = 0.2,
         grace_s: float = 2.0,
+        max_concurrent_rpcs: int | None = 64,
     ) -> None:
+        """``max_concurrent_rpcs``: gRPC's own core refuses calls past this many at once
+        (RESOURCE_EXHAUSTED, before any Python runs): under overload, calls wait for the
+        event loop before admission control can see them, and this bounds that wait. Each
+        open ``Converse`` stream holds one. None: unbounded."""
+        self._max_concurrent_rpcs = max_concurrent_rpcs
         self._host = host
         self._port = port
         self._max_message_bytes = max_message_bytes
@@ -79,7 +85,8 @@ class GrpcServer:
                 ("grpc.max_receive_message_length", self._max_message_bytes),
                 ("grpc.max_send_message_length", self._max_message_bytes),
                 ("grpc.so_reuseport", 0),  # a port in use is an error, not a shared port
-            ]
+            ],
+            maximum_concurrent_rpcs=self._max_concurrent_rpcs,
         )
         pb_grpc.add_MemoryServicer_to_server(MemoryServicer(gateway), server)  # type: ignore[no-untyped-call]  # generated
         checks = health.aio.HealthServicer()

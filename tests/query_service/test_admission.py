@@ -103,11 +103,11 @@ def test_ingest_is_shed_while_searches_are_under_pressure() -> None:
     s = adm.try_acquire("search", "t")
     adm.try_acquire("ingest", "t").release()  # a full limit alone is no pressure
     with pytest.raises(Overloaded):
-        adm.try_acquire("search", "t")  # 1 refused in 32: under 5 %, no pressure yet
+        adm.try_acquire("search", "t")  # 1 refused in 32: under 10 %, no pressure yet
     adm.try_acquire("ingest", "t").release()
-    for _ in range(2):
+    for _ in range(3):
         with pytest.raises(Overloaded):
-            adm.try_acquire("search", "t")  # 3 in 34: pressure
+            adm.try_acquire("search", "t")  # 4 in 35: pressure
     with pytest.raises(Overloaded) as err:
         adm.try_acquire("ingest", "t")
     assert err.value.reason == "priority"
