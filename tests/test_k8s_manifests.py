@@ -100,7 +100,7 @@ def test_kustomization_lists_every_manifest() -> None:
 def test_deployment_probes_and_port() -> None:
     container = _container()
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert ports == {"http": 8080}
+    assert ports == {"http": 8080, "grpc": 50051}
 
     def probe_target(probe: str) -> tuple[str, int]:
         get = container[probe]["httpGet"]
@@ -167,12 +167,18 @@ def test_selectors_match_pod_labels() -> None:
     assert selects_pods(_one("NetworkPolicy")["spec"]["podSelector"]["matchLabels"])
 
 
-def test_service_and_network_policy_expose_8080() -> None:
+def test_service_and_network_policy_expose_http_and_grpc() -> None:
     service_ports = _one("Service")["spec"]["ports"]
-    assert [(p["port"], p["targetPort"]) for p in service_ports] == [(8080, "http")]
+    assert [(p["port"], p["targetPort"]) for p in service_ports] == [
+        (8080, "http"),
+        (50051, "grpc"),
+    ]
+    assert service_ports[1]["appProtocol"] == "grpc"
     rules = _one("NetworkPolicy")["spec"]["ingress"]
     allowed = {(p["protocol"], p["port"]) for rule in rules for p in rule["ports"]}
-    assert allowed == {("TCP", 8080)}
+    assert allowed == {("TCP", 8080), ("TCP", 50051)}
+    config = _one("ConfigMap")["data"]
+    assert config["CONVMEM_GRPC__PORT"] == "50051"
 
 
 def test_hpa_targets_deployment_on_cpu() -> None:
