@@ -130,15 +130,15 @@ def render(report: dict[str, Any]) -> str:
             f"flooder shed {f['flood']['shed_share']:.1%}.",
             "",
             "| mixed: searches × C | search goodput/s | search p99 ms | shed | ingest "
-            "acked utt/s | ingest shed |",
-            "|---|---|---|---|---|---|",
+            "acked utt/s | ingest shed | ingest statuses |",
+            "|---|---|---|---|---|---|---|",
         ]
         for m in size["mixed"]:
             s = m["search"]
             lines.append(
                 f"| {m['multiple']} | {s['goodput_rps']} | {s['admitted_ms']['p99']} | "
                 f"{s['shed_share']:.1%} | {m['ingest_acked_per_s']} | {m['ingest_shed_share']:.1%}"
-                " |"
+                f" | {m['ingest_statuses']} |"
             )
         lines.append("")
     return "\n".join(lines) + "\n"

@@ -272,6 +272,7 @@ async def mixed(
         headers={"authorization": f"Bearer {target.key_of('acme')}"},
     )
     acked, shed, sent = [0], [0], [0]
+    statuses: dict[str, int] = {}
 
     async def writes() -> None:
         loop = asyncio.get_running_loop()
@@ -281,8 +282,8 @@ async def mixed(
             batch = [
                 {
                     "id": f"mix-{rate}-{n}-{j}",
-                    "conversation_id": f"mix-{n // 40}",
-                    "user_id": f"user-{n % 100}",
+                    "conversation_id": f"mix-{rate}-{n // 4}",  # 40 turns each
+                    "user_id": f"user-{(n // 4) % 100}",
                     "speaker": "u",
                     "role": "user",
                     "text": f"mixed workload utterance {n} {j}",
@@ -295,7 +296,11 @@ async def mixed(
             async def post(b: list[dict[str, Any]] = batch) -> None:
                 sent[0] += len(b)
                 status, _ = await ingest.post("/v1/utterances", {"utterances": b})
-                (acked if status == 200 else shed)[0] += len(b)
+                statuses[str(status)] = statuses.get(str(status), 0) + 1
+                if status == 200:
+                    acked[0] += len(b)
+                elif status == 429:
+                    shed[0] += len(b)
 
             tasks.append(asyncio.create_task(post()))
             await asyncio.sleep(0.1)
@@ -311,6 +316,7 @@ async def mixed(
         "search": record.summary(duration_s, BUDGET_S),
         "ingest_acked_per_s": round(acked[0] / duration_s, 1),
         "ingest_shed_share": round(shed[0] / max(1, sent[0]), 4),
+        "ingest_statuses": statuses,
     }
 
 
