@@ -162,6 +162,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
             )
             axes[1].plot(x, [r["goodput_rps"] for r in rows], style, marker="o", label=label)
     axes[0].axhline(50, color="grey", lw=0.8)
+    axes[0].set_yscale("log")
     axes[0].set(
         xlabel="offered load (× capacity)",
         ylabel="admitted search, client ms",
