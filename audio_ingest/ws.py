@@ -40,6 +40,7 @@ from audio_ingest.segmenter import Segmenter
 from audio_ingest.session import StreamError, StreamLimits, StreamSession, StreamStart
 from audio_ingest.vad import SileroVad
 from indexer.models import Role
+from query_service.auth import can_write
 from query_service.deps import tenant_of_connection
 from query_service.errors import Unauthorized
 from query_service.services import Services
@@ -101,6 +102,8 @@ async def _serve(ws: WebSocket, models: _Models, limits: StreamLimits, vad: VadO
         tenant = tenant_of_connection(ws)
     except Unauthorized as exc:
         raise StreamError("unauthorized", str(exc), 1008) from exc
+    if not can_write(tenant):
+        raise StreamError("forbidden", "this API key is read-only: it may not store audio", 1008)
     services: Services | None = ws.app.state.services
     if services is None:
         raise StreamError("unavailable", "the service is starting; try again shortly", 1013)

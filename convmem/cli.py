@@ -3,6 +3,7 @@
 convmem serve  [--host H] [--port P] [--data-dir DIR]
 convmem load   PATH [--format jsonl|locomo] [--url URL] [--tenant T] [--data-dir DIR]
 convmem search QUERY [--user U] [--conversation C] [--k N] [--mode M] [--url URL]
+convmem keys new --tenant T [--read-only]   (a hashed key line for CONVMEM_API_KEYS_FILE)
 """
 
 from __future__ import annotations
@@ -233,6 +234,24 @@ def cmd_fetch_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keys(args: argparse.Namespace) -> int:
+    """A new random key (shown once, on stderr) and its file line (on stdout)."""
+    import secrets
+
+    from query_service.key_file import hash_key
+
+    pepper = os.environ.get("CONVMEM_API_KEY_PEPPER", "")
+    if len(pepper) < 16:
+        return _fail("set CONVMEM_API_KEY_PEPPER (16+ characters) to the server's pepper")
+    if not args.tenant.strip() or any(c.isspace() for c in args.tenant):
+        return _fail("--tenant must be one word")
+    key = f"cm_{secrets.token_urlsafe(32)}"
+    scope = "ro" if args.read_only else "rw"
+    sys.stderr.write(f"API key (shown once; give it to the client): {key}\n")
+    _out(f"{hash_key(key, pepper)} {args.tenant} {scope}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="convmem", description=__doc__.split("\n\n")[0] if __doc__ else None
@@ -288,6 +307,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fm.add_argument("--home", type=Path, help="model directory (default: in the environment)")
     fm.set_defaults(func=cmd_fetch_models)
+
+    ks = sub.add_parser(
+        "keys", help="make an API key and its line for CONVMEM_API_KEYS_FILE (hashed)"
+    )
+    ks.add_argument("action", choices=["new"])
+    ks.add_argument("--tenant", required=True)
+    ks.add_argument("--read-only", dest="read_only", action="store_true")
+    ks.set_defaults(func=cmd_keys)
     add_eval_command(sub)
     return p
 

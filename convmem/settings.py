@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from query_service.admission import AdmissionParams
@@ -225,6 +225,13 @@ class Settings(BaseSettings):
     api_keys: SecretStr | None = Field(
         default=None, description='"key:tenant,key2:tenant2"; unset = one tenant, "default"'
     )
+    api_keys_file: Path | None = Field(
+        default=None,
+        description="hashed keys, one '<hmac> <tenant> <rw|ro>' a line, reloaded on change",
+    )
+    api_key_pepper: SecretStr | None = Field(
+        default=None, description="the HMAC key of api_keys_file's hashes (a secret)"
+    )
     demo_data: bool = True
     postgres: PostgresSettings = PostgresSettings()
     opensearch: OpenSearchSettings = OpenSearchSettings()
@@ -243,6 +250,12 @@ class Settings(BaseSettings):
         if value is not None:
             parse_api_keys(value.get_secret_value())
         return value
+
+    @model_validator(mode="after")
+    def _key_file_needs_pepper(self) -> Settings:
+        if self.api_keys_file is not None and self.api_key_pepper is None:
+            raise ValueError("CONVMEM_API_KEYS_FILE needs CONVMEM_API_KEY_PEPPER")
+        return self
 
     def key_map(self) -> dict[str, str]:
         """API key -> tenant; empty when auth is off."""

@@ -31,6 +31,7 @@ from indexer.reembed import conform, reembed_store
 from indexer.shard import IndexShard
 from indexer.snapshot import load_snapshot, save_snapshot
 from indexer.tailer import ChangeFeedTailer
+from query_service.auth import Authenticator
 from query_service.searcher import Searcher, SearchParams
 from query_service.services import Services
 
@@ -248,7 +249,7 @@ def build_app(settings: Settings) -> FastAPI:
         )
     return create_app(
         services_factory=lambda: build_services(settings),
-        api_keys=settings.key_map(),
+        auth=build_auth(settings),
         routers=[audio_router_for(settings)],
         admission=settings.admission.params(),
         max_body_bytes=settings.admission.max_body_bytes,
@@ -293,3 +294,16 @@ def build_transcriber(settings: Settings) -> Transcriber:
         beam_size=a.beam_size,
         threads=a.threads,
     )
+
+
+def build_auth(settings: Settings) -> Authenticator:
+    """The configured keys: the hashed key file and/or ``CONVMEM_API_KEYS`` (open if none)."""
+    from query_service.auth import AnyOf, KeyRing
+    from query_service.key_file import KeyFile
+
+    ring = KeyRing(settings.key_map())
+    if settings.api_keys_file is None:
+        return ring
+    assert settings.api_key_pepper is not None  # the settings validator checks it
+    keys = KeyFile(settings.api_keys_file, pepper=settings.api_key_pepper.get_secret_value())
+    return keys if ring.open else AnyOf([keys, ring])

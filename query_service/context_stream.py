@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 
 from indexer.errors import IndexerError, IndexUnavailable, InvalidInput
 from query_service.api_models import IngestBody, SearchBody, SearchFilters, UtteranceBody
-from query_service.errors import DeadlineExceeded, Overloaded
+from query_service.errors import DeadlineExceeded, Forbidden, Overloaded
 from query_service.gateway import Gateway
 from query_service.stream_models import (
     ContextEvent,
@@ -130,6 +130,9 @@ class ContextSession:
             return False
         except InvalidInput as exc:
             await self._error(n, "invalid", f"not stored: {exc}")
+            return False
+        except Forbidden as exc:
+            await self._error(n, "forbidden", f"not stored: {exc}")
             return False
         except IndexerError as exc:
             await self._error(n, "unavailable", f"not stored: {exc}", 1.0)

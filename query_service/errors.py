@@ -3,7 +3,8 @@
 QueryServiceError
 ├── DeadlineExceeded   no result at all could be produced within the budget (504)
 ├── Overloaded         refused at once by admission control (429, Retry-After)
-└── Unauthorized       a missing or unknown API key (401)
+├── Unauthorized       a missing or unknown API key (401)
+└── Forbidden          a read-only key asked to write (403)
 """
 
 from __future__ import annotations
@@ -28,3 +29,7 @@ class Overloaded(QueryServiceError):
         super().__init__(message)
         self.retry_after_s = retry_after_s
         self.reason = reason
+
+
+class Forbidden(QueryServiceError):
+    """The key is valid but may not do this (a read-only key, a write)."""

@@ -30,9 +30,9 @@ from query_service.api_models import (
     SearchBody,
     SearchResponse,
 )
-from query_service.auth import Authenticator
+from query_service.auth import Authenticator, can_write
 from query_service.deadline import Deadline
-from query_service.errors import DeadlineExceeded, Overloaded, Unauthorized
+from query_service.errors import DeadlineExceeded, Forbidden, Overloaded, Unauthorized
 from query_service.memory_service import MemoryService
 from query_service.metrics import Metrics
 
@@ -166,6 +166,7 @@ class Gateway:
             arrival,
             transport,
             urgent=urgent,
+            write=True,
         )
 
     async def put_conversation(
@@ -179,6 +180,7 @@ class Gateway:
             None,
             transport,
             op="put_conversation",
+            write=True,
         )
 
     async def get_conversation(
@@ -206,7 +208,13 @@ class Gateway:
             raise InvalidInput(f"cannot delete a {what!r}")
         op = ops[what]
         return await self._run(
-            "other", tenant, lambda: op(tenant, ident), None, transport, op=f"delete_{what}"
+            "other",
+            tenant,
+            lambda: op(tenant, ident),
+            None,
+            transport,
+            op=f"delete_{what}",
+            write=True,
         )
 
     # -- the one way work runs -------------------------------------------------------------
@@ -221,8 +229,11 @@ class Gateway:
         op: str | None = None,
         urgent: bool = False,
         degraded: Callable[[], bool] | None = None,
+        write: bool = False,
     ) -> T:
         op = op or kind
+        if write and not can_write(tenant):
+            raise Forbidden("this API key is read-only: it may search and read, not write")
         start = self._clock() if arrival is None else arrival
         try:
             permit = self.admission.try_acquire(kind, tenant, urgent=urgent)

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from indexer.errors import Conflict, IndexUnavailable, InvalidInput, NotFound, StoreError
 from query_service import api_models as api
-from query_service.errors import DeadlineExceeded, Overloaded, Unauthorized
+from query_service.errors import DeadlineExceeded, Forbidden, Overloaded, Unauthorized
 from query_service.grpc_gen import memory_pb2 as pb
 from query_service.stream_models import (
     ContextEvent,
@@ -269,6 +269,7 @@ def status_of(exc: Exception) -> Status | None:
         return c.RESOURCE_EXHAUSTED, str(exc), (("retry-after-ms", retry_ms),)
     mapped: Mapping[type[Exception], grpc.StatusCode] = {
         Unauthorized: c.UNAUTHENTICATED,
+        Forbidden: c.PERMISSION_DENIED,
         NotFound: c.NOT_FOUND,
         Conflict: c.FAILED_PRECONDITION,
         InvalidInput: c.INVALID_ARGUMENT,

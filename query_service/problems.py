@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from indexer.errors import Conflict, IndexUnavailable, InvalidInput, NotFound, StoreError
-from query_service.errors import DeadlineExceeded, Overloaded, Unauthorized
+from query_service.errors import DeadlineExceeded, Forbidden, Overloaded, Unauthorized
 
 _log = logging.getLogger(__name__)
 MEDIA_TYPE = "application/problem+json"
@@ -60,6 +60,7 @@ def shed(exc: Overloaded) -> JSONResponse:
 # Most specific first: NotFound and Conflict are StoreErrors.
 _STATUS: tuple[tuple[type[Exception], int], ...] = (
     (Unauthorized, 401),
+    (Forbidden, 403),
     (Overloaded, 429),
     (NotFound, 404),
     (Conflict, 409),

@@ -80,7 +80,7 @@ class StoredEvent(BaseModel):
 class TurnError(BaseModel):
     type: Literal["error"] = "error"
     turn: int | None = None
-    code: Literal["shed", "invalid", "deadline", "unavailable", "internal"]
+    code: Literal["shed", "invalid", "deadline", "unavailable", "forbidden", "internal"]
     message: str
     retry_after_ms: int | None = None
 

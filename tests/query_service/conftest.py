@@ -12,7 +12,7 @@ import numpy.typing as npt
 import pytest
 from fastapi.testclient import TestClient
 
-from convmem.wiring import build_services
+from convmem.wiring import build_auth, build_services
 from indexer.embedders import load_embedder
 from indexer.protocols import Embedder
 from query_service.app import create_app
@@ -61,7 +61,7 @@ def app_client(
         emb = embedder or real_embedder
         app = create_app(
             services_factory=lambda: build_services(cfg, embedder=emb),
-            api_keys=cfg.key_map(),
+            auth=build_auth(cfg),
             admission=cfg.admission.params(),
             max_body_bytes=cfg.admission.max_body_bytes,
         )
