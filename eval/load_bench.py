@@ -62,10 +62,10 @@ def start_server(data_dir: Path) -> tuple[subprocess.Popen[bytes], Target]:
         # searches once after a large ingest, which is measured on its own)
         CONVMEM_INDEX__SNAPSHOT_INTERVAL_S="3600",
     )
-    log = open(data_dir / "server.log", "wb")  # noqa: SIM115 - closed with the process
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "convmem", "serve"], env=env, stdout=log, stderr=log
-    )
+    with open(data_dir / "server.log", "wb") as log:  # the child keeps its own copy
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "convmem", "serve"], env=env, stdout=log, stderr=log
+        )
     return proc, Target(host="127.0.0.1", http_port=http, grpc_port=grpc_port, keys=KEYS)
 
 
