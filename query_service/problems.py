@@ -78,7 +78,13 @@ async def _mapped(_request: Request, exc: Exception) -> JSONResponse:
                 return shed(exc)
             if cls is StoreError:
                 _log.error("store error: %s", exc)
-                return problem(status, "the store of record is unavailable; retry later")
+                return problem(
+                    status,
+                    "the store of record is unavailable; retry later",
+                    headers={"Retry-After": "1"},
+                )
+            if status == 503:
+                return problem(status, str(exc), headers={"Retry-After": "1"})
             return problem(status, str(exc))
     raise exc
 

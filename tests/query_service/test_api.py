@@ -218,6 +218,8 @@ def test_readyz_checks_that_the_store_answers(app_client, database_url: str) -> 
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
     with app_client() as client:
+        seq = ingest(client, batch("trip", "maya", MAYA))
+        assert search(client, "peanuts", seq)["hits"]
         assert client.get("/readyz").status_code == 200
         name = conninfo_to_dict(database_url)["dbname"]
         with psycopg.connect(make_conninfo(database_url, dbname="postgres"), autocommit=True) as c:
@@ -227,3 +229,10 @@ def test_readyz_checks_that_the_store_answers(app_client, database_url: str) -> 
         assert resp.headers["content-type"].startswith("application/problem+json")
         assert "store" in resp.json()["detail"]
         assert client.get("/healthz").status_code == 200  # alive, just not ready
+        # searches are served from the index without the store ...
+        assert "trip-2" in ids(search(client, "allergic to peanuts"))[:3]
+        # ... and a write says when to come back
+        write = client.post("/v1/utterances", json=batch("later", "maya", MAYA))
+        assert write.status_code == 503
+        assert write.headers["retry-after"] == "1"
+        assert write.json()["detail"] == "the store of record is unavailable; retry later"
