@@ -5,12 +5,39 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 from indexer.ingest import MAX_BATCH, MAX_TEXT_CHARS
 from indexer.models import Role, Source
 
-Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=256)]
+#: the smallest budget a search can be given: less than this could never be met
+MIN_BUDGET_MS = 10.0
+
+
+def storable(value: str) -> str:
+    """Text PostgreSQL can store: no NUL character, no lone UTF-16 surrogate."""
+    if "\x00" in value:
+        raise ValueError("must not contain the NUL character (\\u0000)")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError("must be valid Unicode (a lone surrogate is not)") from exc
+    return value
+
+
+Text = Annotated[str, AfterValidator(storable)]
+Id = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=256),
+    AfterValidator(storable),
+]
 
 
 class _Strict(BaseModel):
@@ -20,16 +47,19 @@ class _Strict(BaseModel):
 class UtteranceBody(_Strict):
     id: Id
     conversation_id: Id
-    speaker: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    speaker: Annotated[Text, StringConstraints(min_length=1, max_length=256)]
     role: Role
-    text: Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEXT_CHARS)]
+    text: Annotated[Text, StringConstraints(min_length=1, max_length=MAX_TEXT_CHARS)]
     started_at: datetime
     ended_at: datetime | None = None
     user_id: Id | None = None
     agent_id: Id | None = None
     source: Source = Source.TEXT
-    asr_confidence: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
-    metadata: dict[str, str] = Field(default_factory=dict)
+    #: kept to 6 decimals: the store's single-precision column cannot hold a subnormal
+    asr_confidence: (
+        Annotated[float, Field(ge=0.0, le=1.0), AfterValidator(lambda x: round(x, 6))] | None
+    ) = None
+    metadata: dict[Text, Text] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _check(self) -> UtteranceBody:
@@ -55,7 +85,7 @@ class ConversationBody(_Strict):
     user_id: Id | None = None
     agent_id: Id | None = None
     started_at: datetime | None = None
-    metadata: dict[str, str] = Field(default_factory=dict)
+    metadata: dict[Text, Text] = Field(default_factory=dict)
 
 
 class SearchFilters(_Strict):
@@ -82,7 +112,7 @@ class SearchBody(_Strict):
     k: int = Field(default=10, ge=1, le=100)
     mode: Literal["hybrid", "lexical", "dense"] = "hybrid"
     filters: SearchFilters = Field(default_factory=SearchFilters)
-    budget_ms: float = Field(default=50.0, gt=0, le=10_000)
+    budget_ms: float = Field(default=50.0, ge=MIN_BUDGET_MS, le=10_000)
     min_seq: int | None = Field(default=None, ge=0)
     #: when the query is asked, for "yesterday", "last week", "in May" (with a time zone: the
     #: user's local day); default: the server's clock, in UTC

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 
 from indexer.ingest import MAX_TEXT_CHARS
 from indexer.models import Role
-from query_service.api_models import Id, SearchHit
+from query_service.api_models import MIN_BUDGET_MS, Id, SearchHit, Text
 
 DEFAULT_EXCLUDE_RECENT = 4
 
@@ -36,16 +36,16 @@ class ContextStart(_Strict):
     user_id: Id | None = None
     agent_id: Id | None = None
     k: int = Field(default=5, ge=1, le=50)
-    budget_ms: float = Field(default=50.0, gt=0, le=10_000)
+    budget_ms: float = Field(default=50.0, ge=MIN_BUDGET_MS, le=10_000)
     #: the most recent turns of this stream (the agent holds them) are never sent back
     exclude_recent: int = Field(default=DEFAULT_EXCLUDE_RECENT, ge=0, le=1000)
 
 
 class ContextTurn(_Strict):
     type: Literal["turn"] = "turn"
-    speaker: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    speaker: Annotated[Text, StringConstraints(min_length=1, max_length=256)]
     role: Role
-    text: Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEXT_CHARS)]
+    text: Annotated[Text, StringConstraints(min_length=1, max_length=MAX_TEXT_CHARS)]
     store: bool = True
     utterance_id: Id | None = None
     started_at: datetime | None = None

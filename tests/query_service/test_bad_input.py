@@ -60,6 +60,16 @@ BAD_REQUESTS: list[tuple[str, str, Any, int, str]] = [
         422,
         "utterances",
     ),
+    ("NUL in text", "/v1/utterances", {"utterances": [utterance(text="a\x00b")]}, 422, "NUL"),
+    ("NUL in an id", "/v1/utterances", {"utterances": [utterance(id="x\x00")]}, 422, "NUL"),
+    (
+        "NUL in metadata",
+        "/v1/utterances",
+        {"utterances": [utterance(metadata={"k": "\x00"})]},
+        422,
+        "NUL",
+    ),
+    ("budget below 10 ms", "/v1/search", {"query": "x", "budget_ms": 5}, 422, "budget_ms"),
     (
         "unknown utterance field",
         "/v1/utterances",
@@ -173,3 +183,25 @@ def test_an_internal_error_is_a_500_problem_without_internals(
         }
         assert client.post("/v1/utterances", json=bad).status_code == 422
         assert client.get("/healthz").status_code == 200
+
+
+def test_a_lone_surrogate_is_a_422_not_a_store_error(app_client) -> None:
+    import json
+
+    body = json.dumps({"utterances": [utterance(speaker="A-PLACEHOLDER")]})
+    raw = body.replace("A-PLACEHOLDER", "A\\ud800")  # JSON's own escape: valid JSON text
+    with app_client() as client:
+        resp = client.post(
+            "/v1/utterances", content=raw, headers={"content-type": "application/json"}
+        )
+        assert resp.status_code == 422, resp.text
+        assert "surrogate" in resp.json()["detail"]
+        assert client.get("/v1/conversations/c-bad").status_code == 404
+
+
+def test_a_subnormal_confidence_is_stored_not_a_store_error(app_client) -> None:
+    with app_client() as client:
+        body = {"utterances": [utterance(asr_confidence=1e-320, source="asr")]}
+        assert client.post("/v1/utterances", json=body).status_code == 200
+        (turn,) = client.get("/v1/conversations/c-bad").json()["turns"]
+        assert turn["asr_confidence"] == 0.0

@@ -67,3 +67,26 @@ def test_a_caller_that_stops_waiting_for_running_work_frees_the_slot_when_it_end
     finally:
         finish.set()
         gw.close()
+
+
+def test_a_search_whose_budget_ran_out_before_it_could_start_is_deadline_exceeded() -> None:
+    import pytest
+
+    from query_service.api_models import SearchBody
+    from query_service.errors import DeadlineExceeded
+
+    gw = gateway()
+
+    class NeverCalled:
+        def search(self, *_args: object) -> None:
+            raise AssertionError("a search without time must not start")
+
+    gw.attach(NeverCalled())  # type: ignore[arg-type]  # only .search would be used
+    late = gw.now() - 0.049  # arrived 49 ms ago, with a 50 ms budget
+    body = SearchBody(query="peanuts", budget_ms=50)
+    try:
+        with pytest.raises(DeadlineExceeded, match="budget ran out"):
+            asyncio.run(gw.search("t", body, arrival=late, transport="test"))
+        assert gw.admission.inflight("search") == 0
+    finally:
+        gw.close()
