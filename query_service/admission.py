@@ -130,8 +130,9 @@ class Admission:
 
     def check(self, kind: Kind, tenant: str) -> None:
         """Raise ``Overloaded`` if ``try_acquire`` would refuse now (a cheap early look, for
-        transports that can refuse before reading the request; takes nothing)."""
-        self.try_acquire(kind, tenant).release(None)
+        transports that can refuse before reading the request). It takes nothing and does
+        not count as an admitted search: the ``try_acquire`` that follows does."""
+        self._admit(kind, tenant, urgent=False, take=False)
 
     def inflight(self, kind: Kind) -> int:
         return self._inflight[kind]
@@ -143,6 +144,12 @@ class Admission:
 
     def try_acquire(self, kind: Kind, tenant: str, *, urgent: bool = False) -> Permit:
         """A permit now, or ``Overloaded`` now (``urgent``: ingest not shed for pressure)."""
+        permit = self._admit(kind, tenant, urgent=urgent, take=True)
+        assert permit is not None
+        return permit
+
+    def _admit(self, kind: Kind, tenant: str, *, urgent: bool, take: bool) -> Permit | None:
+        """Every refusal rule; with ``take``, the permit and its counts."""
         p = self.params
         now = self._clock()
         with self._lock:
@@ -173,6 +180,8 @@ class Admission:
                     retry_after_s=p.retry_after_s,
                     reason="fairness",
                 )
+            if not take:
+                return None
             self._seen[tenant] = now
             self._inflight[kind] = inflight + 1
             if kind == "search":

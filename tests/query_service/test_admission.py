@@ -209,3 +209,20 @@ def test_a_lagging_event_loop_shrinks_the_limit_and_stops_it_growing() -> None:
         for permit in held:
             permit.release(0.001)
     assert adm.search_limit > low
+
+
+def test_an_early_check_is_not_counted_as_an_admitted_search() -> None:
+    adm, _ = admission(search_limit_initial=1, search_limit_max=1, pressure_window_s=10)
+    for _ in range(9):  # each search looked at early, then admitted: 9 admitted, not 18
+        adm.check("search", "t")
+        adm.try_acquire("search", "t").release(0.001)
+    held = adm.try_acquire("search", "t")
+    with pytest.raises(Overloaded):
+        adm.try_acquire("search", "t")  # 1 refused in 11: 9 % -- no pressure
+    adm.try_acquire("ingest", "t").release()
+    with pytest.raises(Overloaded):
+        adm.check("search", "t")  # an early refusal counts: 2 in 12, pressure
+    with pytest.raises(Overloaded) as err:
+        adm.try_acquire("ingest", "t")
+    assert err.value.reason == "priority"
+    held.release(0.001)
