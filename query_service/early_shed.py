@@ -13,15 +13,12 @@ overload should cost as little as the server can make it.
 
 from __future__ import annotations
 
-import json
-import math
-
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from query_service.admission import Kind
 from query_service.errors import Overloaded, Unauthorized
 from query_service.gateway import Gateway
-from query_service.problems import MEDIA_TYPE
+from query_service.problems import shed
 
 _DETAIL = {
     "capacity": "at capacity: every slot is busy; nothing queues",
@@ -42,25 +39,13 @@ class EarlyShedMiddleware:
         self._answers: dict[tuple[str, str, float], tuple[list[tuple[bytes, bytes]], bytes]] = {}
 
     def _answer(self, kind: str, exc: Overloaded) -> tuple[list[tuple[bytes, bytes]], bytes]:
+        """``problems.shed``'s answer, with a fixed detail per reason, encoded once."""
         key = (kind, exc.reason, exc.retry_after_s)
         cached = self._answers.get(key)
         if cached is None:
-            body = json.dumps(
-                {
-                    "type": "about:blank",
-                    "title": "Too Many Requests",
-                    "status": 429,
-                    "detail": f"{kind}: {_DETAIL.get(exc.reason, exc.reason)}",
-                    "retry_after_ms": round(exc.retry_after_s * 1000),
-                    "reason": exc.reason,
-                }
-            ).encode()
-            headers = [
-                (b"content-type", MEDIA_TYPE.encode()),
-                (b"content-length", str(len(body)).encode()),
-                (b"retry-after", str(max(1, math.ceil(exc.retry_after_s))).encode()),
-            ]
-            cached = self._answers[key] = (headers, body)
+            detail = f"{kind}: {_DETAIL.get(exc.reason, exc.reason)}"
+            response = shed(Overloaded(detail, retry_after_s=exc.retry_after_s, reason=exc.reason))
+            cached = self._answers[key] = (list(response.raw_headers), bytes(response.body))
         return cached
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

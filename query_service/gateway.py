@@ -20,7 +20,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
 from indexer.errors import IndexUnavailable, InvalidInput, NotFound
-from query_service.admission import KINDS, Admission, Kind, Permit
+from query_service.admission import KINDS, Admission, Kind
 from query_service.api_models import (
     ConversationBody,
     ConversationResponse,
@@ -254,7 +254,7 @@ class Gateway:
                 latency = self._clock() - start
                 raise
             finally:
-                _release(permit, latency)
+                permit.release(latency)
                 self.metrics.request(transport, op, outcome[0], self._clock() - start)  # type: ignore[arg-type]  # one of Outcome
 
         future = self._pools[kind].submit(work)
@@ -272,7 +272,3 @@ class Gateway:
 
 def _same(response: SearchResponse) -> SearchResponse:
     return response
-
-
-def _release(permit: Permit, latency_s: float | None) -> None:
-    permit.release(latency_s)

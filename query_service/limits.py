@@ -8,11 +8,11 @@ is read in full (by ``Content-Length``, or by counting a chunked body as it arri
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
-from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from query_service.problems import problem
 
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
 
@@ -33,7 +33,7 @@ class ArrivalMiddleware:
             return
         length = _content_length(scope)
         if length is not None and length > self._max:
-            await _too_large(send, self._max)
+            await _too_large(scope, receive, send, self._max)
             return
         seen = 0
         state = {"started": False, "refused": False}
@@ -48,7 +48,7 @@ class ArrivalMiddleware:
                     state["refused"] = True
                     if not state["started"]:
                         state["started"] = True
-                        await _too_large(send, self._max)
+                        await _too_large(scope, receive, send, self._max)
                     return {"type": "http.disconnect"}
             return message
 
@@ -72,23 +72,11 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
-async def _too_large(send: Send, limit: int) -> None:
-    body: dict[str, Any] = {
-        "type": "about:blank",
-        "title": "Content Too Large",
-        "status": 413,
-        "detail": f"the request body is over the limit of {limit} bytes",
-    }
-    raw = json.dumps(body).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [
-                (b"content-type", b"application/problem+json"),
-                (b"content-length", str(len(raw)).encode()),
-                (b"connection", b"close"),
-            ],
-        }
+async def _too_large(scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+    response = problem(
+        413,
+        f"the request body is over the limit of {limit} bytes",
+        title="Content Too Large",
+        headers={"connection": "close"},
     )
-    await send({"type": "http.response.body", "body": raw})
+    await response(scope, receive, send)
