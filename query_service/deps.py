@@ -8,6 +8,7 @@ from fastapi import Depends, Request
 from starlette.requests import HTTPConnection
 
 from query_service.auth import DEFAULT_TENANT
+from query_service.early_shed import TENANT_KEY
 from query_service.gateway import Gateway
 from query_service.services import Services
 
@@ -31,7 +32,11 @@ async def tenant_of(request: Request) -> str:
 
 
 def tenant_of_connection(conn: HTTPConnection) -> str:
-    """``tenant_of`` for any connection (a WebSocket too): same header, same keys."""
+    """``tenant_of`` for any connection (a WebSocket too): same header, same keys. A tenant
+    the early-shed middleware already resolved for this request is not resolved again."""
+    known: str | None = conn.scope.get(TENANT_KEY)
+    if known is not None:
+        return known
     return gateway_of(conn).tenant(conn.headers.get("authorization"))
 
 

@@ -26,6 +26,9 @@ _DETAIL = {
     "priority": "ingest is shed while searches are under pressure",
 }
 
+#: where the tenant this resolved is left for ``deps.tenant_of_connection``
+TENANT_KEY = "convmem.tenant"
+
 _ROUTES: dict[tuple[str, str], Kind] = {
     ("POST", "/v1/search"): "search",
     ("POST", "/v1/utterances"): "ingest",
@@ -63,7 +66,9 @@ class EarlyShedMiddleware:
                 auth = value.decode("latin-1")
                 break
         try:
-            self._gateway.admission.check(kind, self._gateway.tenant(auth))
+            tenant = self._gateway.tenant(auth)
+            scope[TENANT_KEY] = tenant  # the route's dependency takes it from here
+            self._gateway.admission.check(kind, tenant)
         except Unauthorized:
             pass
         except Overloaded as exc:
