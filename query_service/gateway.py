@@ -145,7 +145,13 @@ class Gateway:
             return render(response)
 
         return await self._run(
-            "search", tenant, op, arrival, transport, degraded=lambda: degraded[0]
+            "search",
+            tenant,
+            op,
+            arrival,
+            transport,
+            degraded=lambda: degraded[0],
+            abandon=deadline.abandon,
         )
 
     async def ingest(
@@ -230,7 +236,11 @@ class Gateway:
         urgent: bool = False,
         degraded: Callable[[], bool] | None = None,
         write: bool = False,
+        abandon: Callable[[], None] | None = None,
     ) -> T:
+        """Run ``fn`` on ``kind``'s pool under an admission permit. ``abandon`` is called when
+        the caller stops waiting while ``fn`` already runs (it cannot be cancelled): it should
+        make ``fn`` finish early, so that its slot comes back now, not at its deadline."""
         op = op or kind
         if write and not can_write(tenant):
             raise Forbidden("this API key is read-only: it may search and read, not write")
@@ -241,6 +251,7 @@ class Gateway:
             self.metrics.request(transport, op, "shed", self._clock() - start)
             raise
         outcome: list[str] = ["error"]
+        gone = [False]  # the caller stopped waiting: this run's latency says nothing of capacity
 
         def work() -> T:
             latency: float | None = None
@@ -254,7 +265,7 @@ class Gateway:
                 latency = self._clock() - start
                 raise
             finally:
-                permit.release(latency)
+                permit.release(None if gone[0] else latency)
                 self.metrics.request(transport, op, outcome[0], self._clock() - start)  # type: ignore[arg-type]  # one of Outcome
 
         future = self._pools[kind].submit(work)
@@ -267,7 +278,13 @@ class Gateway:
                 self.metrics.request(transport, op, "error", None)
 
         future.add_done_callback(dropped)
-        return await asyncio.wrap_future(future)
+        try:
+            return await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            gone[0] = True
+            if abandon is not None:
+                abandon()
+            raise
 
 
 def _same(response: SearchResponse) -> SearchResponse:

@@ -19,6 +19,7 @@ whatever the stages that ran produced: a 504 happens only when none could run.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
@@ -40,6 +41,9 @@ from ranking import convex, damp, dedupe, mmr, rerank_head, rrf, spread_to_neigh
 from ranking.hits import Hits
 
 Mode = Literal["hybrid", "lexical", "dense"]
+
+#: a ``min_seq`` wait looks at its deadline this often, to notice an abandoned call
+WAIT_SLICE_S = 0.02
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +156,21 @@ class Searcher:
         if self._owns_executor:
             self._executor.shutdown(wait=False, cancel_futures=True)
 
+    def _wait_for(self, min_seq: int, until: Deadline) -> bool:
+        """Wait for the index to cover ``min_seq`` until ``until``, in short slices so that
+        a caller who gives up (an abandoned deadline) frees this thread within one slice."""
+        wait = self._wait_for_seq
+        if wait is None:
+            return False
+        # bounded by slice count, not just by the clock: a wait that returns early must not spin
+        for _ in range(math.ceil(until.remaining() / WAIT_SLICE_S)):
+            left = until.remaining()
+            if left <= 0:
+                break
+            if wait(min_seq, min(left, WAIT_SLICE_S)):
+                return True
+        return False
+
     def search(
         self,
         query: str,
@@ -178,9 +197,7 @@ class Searcher:
         )
         if min_seq is not None and self._shard.seq < min_seq:
             t0 = self._clock()
-            waited = self._wait_for_seq is not None and self._wait_for_seq(
-                min_seq, usable.remaining() / 2
-            )
+            waited = self._wait_for(min_seq, usable.slice(usable.remaining() / 2))
             stages.record("wait", self._clock() - t0, learn=False)
             if not waited:
                 result.degraded.append("stale_index")

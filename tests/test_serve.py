@@ -31,6 +31,10 @@ def test_serve_answers_a_search_over_the_demo_data(tmp_path: Path, model_cache: 
         "XDG_RUNTIME_DIR": os.environ.get("XDG_RUNTIME_DIR", "/tmp"),
     }
     env.pop("DATABASE_URL", None)  # the embedded default, as `make serve` runs it
+    # the server's output goes to a file, not a pipe nobody reads while it starts: a full
+    # pipe buffer would block its logging and so its start-up
+    log_path = tmp_path / "serve.log"
+    log = log_path.open("wb")
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -43,20 +47,24 @@ def test_serve_answers_a_search_over_the_demo_data(tmp_path: Path, model_cache: 
             str(tmp_path / "data"),
         ],
         env=env,
-        stdout=subprocess.PIPE,
+        stdout=log,
         stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 180
+        # generous: the first start initialises PostgreSQL and embeds the demo data, minutes
+        # on a slow, shared CI machine
+        deadline = time.monotonic() + 420
         while True:
-            assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
+            assert proc.poll() is None, log_path.read_text(errors="replace")
             try:
                 if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
-            assert time.monotonic() < deadline, "not ready in time"
+            assert time.monotonic() < deadline, "not ready in time:\n" + log_path.read_text(
+                errors="replace"
+            )
             time.sleep(0.2)
         r = httpx.post(
             f"{base}/v1/search",
@@ -80,8 +88,7 @@ def test_serve_answers_a_search_over_the_demo_data(tmp_path: Path, model_cache: 
     finally:
         proc.terminate()
         proc.wait(30)
-        if proc.stdout is not None:
-            proc.stdout.close()
+        log.close()
     # a clean shutdown leaves a snapshot behind, so the next start embeds nothing
     assert (tmp_path / "data" / "index" / "manifest.json").is_file()
 

@@ -90,3 +90,42 @@ def test_a_search_whose_budget_ran_out_before_it_could_start_is_deadline_exceede
         assert gw.admission.inflight("search") == 0
     finally:
         gw.close()
+
+
+def test_a_cancelled_search_abandons_its_deadline_so_running_work_ends_early() -> None:
+    """A search blocked on its deadline (a ``min_seq`` wait, say) is told the caller is gone:
+    it stops within a slice and its slot comes back long before its 2 s budget is spent."""
+    from query_service.api_models import SearchBody
+    from query_service.deadline import Deadline
+
+    gw = gateway()
+    started = threading.Event()
+    seen: list[Deadline] = []
+
+    class WaitsOnItsDeadline:
+        def search(self, _tenant: str, _body: SearchBody, deadline: Deadline) -> None:
+            seen.append(deadline)
+            started.set()
+            while not deadline.expired():
+                threading.Event().wait(0.005)
+
+    gw.attach(WaitsOnItsDeadline())  # type: ignore[arg-type]  # only .search is used
+    body = SearchBody(query="peanuts", budget_ms=2000)
+
+    async def scenario() -> float:
+        call = asyncio.ensure_future(gw.search("t", body, arrival=gw.now(), transport="test"))
+        while not started.is_set():
+            await asyncio.sleep(0.005)
+        t0 = gw.now()
+        call.cancel()
+        while gw.admission.inflight("search"):
+            await asyncio.sleep(0.005)
+            assert gw.now() - t0 < 1.0, "the slot was held to the deadline"
+        return gw.now() - t0
+
+    try:
+        asyncio.run(scenario())
+        assert seen[0].abandoned and seen[0].remaining() == 0.0
+        assert seen[0].slice(1.0).expired()  # a slice of an abandoned deadline is over too
+    finally:
+        gw.close()

@@ -476,15 +476,20 @@ def test_deadlines_and_cancellation_leave_the_server_serving(grpc_app) -> None:
 
         futures = [
             stub.Search.future(
-                pb.SearchRequest(query="peanuts", min_seq=seq + 10**6, budget_ms=2000), timeout=30
+                pb.SearchRequest(query="peanuts", min_seq=seq + 10**6, budget_ms=10_000),
+                timeout=30,
             )
             for _ in range(3)
         ]
-        time.sleep(0.05)
+        admission = run.app.state.gateway.admission
+        wait_until(lambda: admission.inflight("search") == 3, timeout_s=10)
         for f in futures:
             f.cancel()
         for f in futures:
             assert f.cancelled() or f.code() in (Code.CANCELLED, Code.OK)
+        # each was waiting up to 5 s for an index that will not get there: a hang-up abandons
+        # the wait, so the slots come back now, not when the budget is spent
+        wait_until(lambda: admission.inflight("search") == 0, timeout_s=2)
         never = threading.Event()
         stream = stub.IngestStream.future(hang(never), timeout=30)
         time.sleep(0.05)

@@ -566,3 +566,30 @@ def test_a_time_in_the_query_prefers_turns_from_then() -> None:
     # filters that exclude the whole range win: the stage stands aside
     april = Filters(tenant="t", until=datetime(2026, 4, 30, tzinfo=UTC).timestamp())
     assert cooked(on, q, april, None) == ["I cooked a curry"]
+
+
+def test_a_min_seq_wait_ends_when_its_deadline_is_abandoned() -> None:
+    clock = FakeClock()
+    waits: list[float] = []
+    deadline = Deadline.after_ms(2000, clock=clock)
+
+    def wait_for_seq(seq: int, timeout: float) -> bool:
+        waits.append(timeout)
+        clock.now += timeout
+        if len(waits) == 3:
+            deadline.abandon()  # the caller hangs up during the third slice
+        return False
+
+    searcher = Searcher(
+        shard=shard(),
+        embedder=SlowEmbedder(clock, 0.001),
+        params=SearchParams(),
+        wait_for_seq=wait_for_seq,
+        clock=clock,
+        executor=InlineExecutor(),
+    )
+    with pytest.raises(DeadlineExceeded):  # nothing is left for any stage: no result at all
+        searcher.search(
+            "cat", k=2, mode="lexical", filters=Filters(tenant="t"), deadline=deadline, min_seq=10
+        )
+    assert len(waits) == 3 and max(waits) <= 0.02  # short slices, none after the hang-up
