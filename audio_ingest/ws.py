@@ -15,7 +15,10 @@ Protocol (every JSON message, both ways, has a ``type``):
 
 Errors: {"type": "error", "code", "message"}, then a close with 1008 (policy: auth, a missing
 or invalid start, session too long), 1003 (unsupported data: sample rate, encoding, channels,
-an odd byte count, a bad message) or 1009 (frame too large); 1013 while the service starts.
+an odd byte count, a bad message) or 1009 (frame too large); 1013 while the service starts,
+and 1013 with code ``too_many_sessions`` (and ``retry_after_ms``) when the tenant holds its
+cap of open sessions (``query_service.sessions``: these, the context streams and gRPC
+``Converse`` together); the slot is given back however the stream ends.
 Speech already received is finalised and stored before the close, and on a disconnect too.
 Auth is the REST API's: ``Authorization: Bearer <key>`` decides the tenant.
 """
@@ -41,8 +44,8 @@ from audio_ingest.session import StreamError, StreamLimits, StreamSession, Strea
 from audio_ingest.vad import SileroVad
 from indexer.models import Role
 from query_service.auth import can_write
-from query_service.deps import tenant_of_connection
-from query_service.errors import Unauthorized
+from query_service.deps import gateway_of, tenant_of_connection
+from query_service.errors import Overloaded, Unauthorized
 from query_service.services import Services
 
 _log = logging.getLogger(__name__)
@@ -91,6 +94,9 @@ def audio_router(
             await _serve(ws, models, limits, vad)
         except StreamError as exc:
             await _close_with_error(ws, exc.code, str(exc), exc.close_code)
+        except Overloaded as exc:  # the tenant's cap of open sessions
+            retry_ms = round(exc.retry_after_s * 1000)
+            await _close_with_error(ws, "too_many_sessions", str(exc), 1013, retry_ms)
         except WebSocketDisconnect:
             pass
 
@@ -107,6 +113,18 @@ async def _serve(ws: WebSocket, models: _Models, limits: StreamLimits, vad: VadO
     services: Services | None = ws.app.state.services
     if services is None:
         raise StreamError("unavailable", "the service is starting; try again shortly", 1013)
+    with gateway_of(ws).open_session(tenant, transport="ws", op="audio_stream"):
+        await _stream(ws, tenant, services, models, limits, vad)
+
+
+async def _stream(
+    ws: WebSocket,
+    tenant: str,
+    services: Services,
+    models: _Models,
+    limits: StreamLimits,
+    vad: VadOptions,
+) -> None:
     try:
         first = await asyncio.wait_for(ws.receive(), timeout=START_TIMEOUT_S)
     except TimeoutError as exc:
@@ -248,11 +266,16 @@ def _json(text: str | None) -> dict[str, Any]:
     return data
 
 
-async def _close_with_error(ws: WebSocket, code: str, message: str, close_code: int) -> None:
+async def _close_with_error(
+    ws: WebSocket, code: str, message: str, close_code: int, retry_after_ms: int | None = None
+) -> None:
     if ws.application_state != WebSocketState.CONNECTED:
         return
+    event: dict[str, Any] = {"type": "error", "code": code, "message": message}
+    if retry_after_ms is not None:
+        event["retry_after_ms"] = retry_after_ms
     try:
-        await ws.send_json({"type": "error", "code": code, "message": message})
+        await ws.send_json(event)
         await ws.close(code=close_code, reason=code)
     except (RuntimeError, WebSocketDisconnect):
         _log.info("client left before the error %s could be sent", code)

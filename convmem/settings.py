@@ -13,7 +13,9 @@ from pydantic import BaseModel, Field, SecretStr, field_validator, model_validat
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from query_service.admission import AdmissionParams
+from query_service.rate_limit import DEFAULT_INGEST, DEFAULT_SEARCH, Rate, RateLimits
 from query_service.searcher import SearchParams
+from query_service.sessions import DEFAULT_PER_TENANT, SessionLimits
 
 
 class PostgresSettings(BaseModel):
@@ -136,6 +138,43 @@ class AdmissionSettings(BaseModel):
         )
 
 
+class LimitsSettings(BaseModel):
+    """Per-tenant limits (``query_service.rate_limit``, ``query_service.sessions``); 0 = off.
+
+    Each is per process: with n replicas a tenant may get n times as much."""
+
+    search_per_s: float = Field(
+        default=DEFAULT_SEARCH.per_s, ge=0, description="searches a second per tenant; 0 = off"
+    )
+    search_burst: int = Field(
+        default=int(DEFAULT_SEARCH.burst), ge=1, description="searches a tenant may make at once"
+    )
+    ingest_per_s: float = Field(
+        default=DEFAULT_INGEST.per_s,
+        ge=0,
+        description="utterances a second per tenant (a batch of 50 costs 50); 0 = off",
+    )
+    ingest_burst: int = Field(
+        default=int(DEFAULT_INGEST.burst),
+        ge=1,
+        description="utterances at once; a batch larger than this is refused (422)",
+    )
+    sessions_per_tenant: int = Field(
+        default=DEFAULT_PER_TENANT,
+        ge=0,
+        description="open context/audio WebSockets and gRPC Converse streams per tenant; 0 = off",
+    )
+
+    def rates(self) -> RateLimits:
+        return RateLimits(
+            search=Rate(self.search_per_s, self.search_burst) if self.search_per_s else None,
+            ingest=Rate(self.ingest_per_s, self.ingest_burst) if self.ingest_per_s else None,
+        )
+
+    def sessions(self) -> SessionLimits:
+        return SessionLimits(per_tenant=self.sessions_per_tenant or None)
+
+
 class GrpcSettings(BaseModel):
     port: int = Field(default=50051, ge=0, le=65535, description="0 = off")
     max_concurrent_rpcs: int = Field(
@@ -242,6 +281,7 @@ class Settings(BaseSettings):
     audio: AudioSettings = AudioSettings()
     index: IndexSettings = IndexSettings()
     admission: AdmissionSettings = AdmissionSettings()
+    limits: LimitsSettings = LimitsSettings()
     grpc: GrpcSettings = GrpcSettings()
 
     @field_validator("api_keys")

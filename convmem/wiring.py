@@ -254,6 +254,8 @@ def build_app(settings: Settings) -> FastAPI:
         admission=settings.admission.params(),
         max_body_bytes=settings.admission.max_body_bytes,
         companions=companions,
+        rates=settings.limits.rates(),
+        sessions=settings.limits.sessions(),
     )
 
 

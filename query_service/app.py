@@ -33,8 +33,10 @@ from query_service.limits import DEFAULT_MAX_BODY_BYTES, ArrivalMiddleware
 from query_service.loop_lag import LoopLag
 from query_service.memory_service import MemoryService
 from query_service.metrics import Metrics
+from query_service.rate_limit import RateLimiter, RateLimits
 from query_service.routes import router
 from query_service.services import Services
+from query_service.sessions import SessionLimits, SessionSlots
 
 _log = logging.getLogger(__name__)
 
@@ -56,8 +58,13 @@ def create_app(
     admission: AdmissionParams | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     companions: Sequence[Companion] = (),
+    rates: RateLimits | None = None,
+    sessions: SessionLimits | None = None,
 ) -> FastAPI:
     """``services_factory`` does the slow work (store, models, index); it runs off the loop.
+
+    ``rates`` and ``sessions``: the per-tenant limits (None: their defaults, ``RateLimits()``
+    and ``SessionLimits()``), shared by every transport as admission control is.
 
     ``routers`` are mounted beside the REST API (``audio_ingest``'s WebSocket, for one): they
     reach the services through ``deps`` like the built-in routes.
@@ -68,6 +75,8 @@ def create_app(
         admission=Admission(admission, lag=lambda: loop_lag.lag_s),
         metrics=metrics,
         auth=auth or KeyRing(api_keys),
+        rates=RateLimiter(rates),
+        sessions=SessionSlots(sessions),
     )
 
     @asynccontextmanager

@@ -1,7 +1,10 @@
 """WebSocket ``/v1/context/stream``: a thin adapter over ``context_stream.ContextSession``.
 
 The protocol is in ``stream_models``. Auth is the REST API's (``Authorization: Bearer``),
-checked before anything is read: a wrong key closes with 1008. A first message that is not a
+checked before anything is read: a wrong key closes with 1008. A tenant that holds its cap of
+open sessions (``sessions``: these, the audio streams and gRPC ``Converse`` together) gets an
+``error`` event (code ``too_many_sessions``, with ``retry_after_ms``) and a close with 1013,
+try again later; the slot is given back however a session ends. A first message that is not a
 valid ``start`` closes with 1008; a later message that is not a valid ``turn`` (or ``end``)
 gets an ``error`` event (code ``invalid``) and the stream goes on. A message over
 ``MAX_MESSAGE_BYTES`` closes with 1009. Each stored turn is durable before ``stored`` is sent,
@@ -21,7 +24,8 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from query_service.context_stream import ContextSession
 from query_service.deps import gateway_of
-from query_service.errors import Unauthorized
+from query_service.errors import Overloaded, Unauthorized
+from query_service.gateway import Gateway
 from query_service.stream_models import ContextStart, ContextTurn, StreamEvent, TurnError
 
 _log = logging.getLogger(__name__)
@@ -33,10 +37,19 @@ router = APIRouter()
 
 
 class _Close(Exception):
-    def __init__(self, code: int, error: str, message: str) -> None:
+    def __init__(
+        self, code: int, error: str, message: str, retry_after_s: float | None = None
+    ) -> None:
         super().__init__(message)
         self.close_code = code
         self.error = error
+        self.retry_after_s = retry_after_s
+
+    def event(self) -> dict[str, Any]:
+        event: dict[str, Any] = {"type": "error", "code": self.error, "message": str(self)}
+        if self.retry_after_s is not None:
+            event["retry_after_ms"] = round(self.retry_after_s * 1000)
+        return event
 
 
 @router.websocket("/v1/context/stream")
@@ -46,7 +59,7 @@ async def context_stream(ws: WebSocket) -> None:
         await _serve(ws)
     except _Close as exc:
         if ws.application_state == WebSocketState.CONNECTED:
-            await ws.send_json({"type": "error", "code": exc.error, "message": str(exc)})
+            await ws.send_json(exc.event())
             await ws.close(code=exc.close_code)
     except WebSocketDisconnect:
         pass
@@ -60,6 +73,15 @@ async def _serve(ws: WebSocket) -> None:
         raise _Close(1008, "unauthorized", str(exc)) from exc
     if not gateway.ready:
         raise _Close(1013, "unavailable", "the service is starting; try again shortly")
+    try:
+        slot = gateway.open_session(tenant, transport=WS, op="context_stream")
+    except Overloaded as exc:
+        raise _Close(1013, "too_many_sessions", str(exc), exc.retry_after_s) from exc
+    with slot:  # given back however the session ends
+        await _session(ws, gateway, tenant)
+
+
+async def _session(ws: WebSocket, gateway: Gateway, tenant: str) -> None:
     try:
         first = await asyncio.wait_for(_receive_json(ws), timeout=START_TIMEOUT_S)
     except TimeoutError as exc:

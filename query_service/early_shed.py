@@ -1,14 +1,16 @@
 """`EarlyShedMiddleware`: refuse a search or an ingest before its body is read.
 
 Under overload most of a refused request's cost is reading, parsing and validating it. When
-admission control would refuse it anyway (``Admission.check``: the class is at its limit, the
-tenant over its share, or ingest under search pressure), this answers 429 at once from the
-headers alone: no body read, no JSON, no validation. It takes no permit; a request it lets
-through is admitted (or refused) properly by the ``Gateway``. A request whose key is wrong
-is passed on, to be answered 401 by the route.
+the gateway would refuse it anyway (``Gateway.check``: the tenant has no token left of its
+rate limit, the class is at its limit, the tenant over its share, or ingest under search
+pressure), this answers 429 at once from the headers alone: no body read, no JSON, no
+validation. It takes nothing; a request it lets through is rate limited and admitted (or
+refused) properly by the ``Gateway``, an ingest then by its number of utterances. A request
+whose key is wrong is passed on, to be answered 401 by the route.
 
-The answer is encoded once per (kind, reason) and then sent as bytes: a refusal under
-overload should cost as little as the server can make it.
+The answer is encoded once per (kind, reason, retry hint) and then sent as bytes: a refusal
+under overload should cost as little as the server can make it. (Rate-limit hints vary by
+the millisecond, so the cache is bounded.)
 """
 
 from __future__ import annotations
@@ -24,7 +26,10 @@ _DETAIL = {
     "capacity": "at capacity: every slot is busy; nothing queues",
     "fairness": "this tenant holds its share of the slots while others wait",
     "priority": "ingest is shed while searches are under pressure",
+    "rate_limit": "this tenant is over its rate limit; retry after retry_after_ms",
 }
+#: cached answers past this many are dropped (rate-limit hints take many values)
+_MAX_ANSWERS = 256
 
 #: where the tenant this resolved is left for ``deps.tenant_of_connection``
 TENANT_KEY = "convmem.tenant"
@@ -46,6 +51,8 @@ class EarlyShedMiddleware:
         key = (kind, exc.reason, exc.retry_after_s)
         cached = self._answers.get(key)
         if cached is None:
+            if len(self._answers) >= _MAX_ANSWERS:
+                self._answers.clear()
             detail = f"{kind}: {_DETAIL.get(exc.reason, exc.reason)}"
             response = shed(Overloaded(detail, retry_after_s=exc.retry_after_s, reason=exc.reason))
             cached = self._answers[key] = (list(response.raw_headers), bytes(response.body))
@@ -68,13 +75,13 @@ class EarlyShedMiddleware:
         try:
             tenant = self._gateway.tenant(auth)
             scope[TENANT_KEY] = tenant  # the route's dependency takes it from here
-            self._gateway.admission.check(kind, tenant)
+            arrival = scope.get("convmem.arrival")
+            self._gateway.check(
+                kind, tenant, transport="rest", arrival=None if arrival is None else float(arrival)
+            )
         except Unauthorized:
             pass
         except Overloaded as exc:
-            arrival = scope.get("convmem.arrival")
-            took = None if arrival is None else self._gateway.now() - float(arrival)
-            self._gateway.metrics.request("rest", kind, "shed", took)
             headers, body = self._answer(kind, exc)
             await send({"type": "http.response.start", "status": 429, "headers": headers})
             await send({"type": "http.response.body", "body": body})

@@ -2,8 +2,10 @@
 
 REST, gRPC and the WebSockets parse their wire format into the API models and call this. It
 holds what they would otherwise each repeat: the deadline, counted from the call's arrival;
+the tenant's rate limit (``rate_limit``: a search costs 1, an ingest its utterances), then
 admission control (refuse at once, never queue); running the blocking operation off the event
-loop on its class's thread pool; and the outcome and latency for ``/metrics``.
+loop on its class's thread pool; the tenant's cap on open sessions (``sessions``, for the
+streams); and the outcome and latency for ``/metrics``.
 
 A permit is released by the worker thread when the operation ends, not when the caller stops
 waiting: a client that disconnects mid-call frees its slot only once the work is done, so the
@@ -35,11 +37,15 @@ from query_service.deadline import Deadline
 from query_service.errors import DeadlineExceeded, Forbidden, Overloaded, Unauthorized
 from query_service.memory_service import MemoryService
 from query_service.metrics import Metrics
+from query_service.rate_limit import RateClass, RateLimiter
+from query_service.sessions import SessionSlot, SessionSlots
 
 T = TypeVar("T")
 R = TypeVar("R")
 #: a search with less than this left of its budget at admission is not started
 MIN_START_S = 0.002
+#: the classes of work a tenant's rate limit counts (reads and deletes are not rate limited)
+_RATED: dict[Kind, RateClass] = {"search": "search", "ingest": "ingest"}
 
 
 class Gateway:
@@ -49,11 +55,17 @@ class Gateway:
         admission: Admission,
         metrics: Metrics,
         auth: Authenticator,
+        rates: RateLimiter | None = None,
+        sessions: SessionSlots | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``rates``, ``sessions``: None is their default limits (``RateLimits()``,
+        ``SessionLimits()``)."""
         self.admission = admission
         self.metrics = metrics
         self.auth = auth
+        self.rates = RateLimiter() if rates is None else rates
+        self.sessions = SessionSlots() if sessions is None else sessions
         self._clock = clock
         self._memory: MemoryService | None = None
         self._starting = "the service is starting: the index is being loaded"
@@ -97,6 +109,30 @@ class Gateway:
 
     def tenant(self, authorization: str | None) -> str:
         return self.auth.tenant_for(authorization)
+
+    def check(
+        self, kind: Kind, tenant: str, *, transport: str, arrival: float | None = None
+    ) -> None:
+        """Raise ``Overloaded`` if a call of ``kind`` would be refused now (the tenant's rate,
+        then admission): the cheap early look before a request is read. Takes nothing; a
+        refusal is counted in the metrics (from ``arrival``, if known)."""
+        rated = _RATED.get(kind)
+        try:
+            if rated is not None:
+                self.rates.check(rated, tenant)
+            self.admission.check(kind, tenant)
+        except Overloaded as exc:
+            took = None if arrival is None else self._clock() - arrival
+            self.metrics.refused(transport, kind, exc.reason, took)
+            raise
+
+    def open_session(self, tenant: str, *, transport: str, op: str) -> SessionSlot:
+        """A slot for one live stream (``with`` it), or ``Overloaded`` (reason ``sessions``)."""
+        try:
+            return self.sessions.acquire(tenant)
+        except Overloaded as exc:
+            self.metrics.refused(transport, op, exc.reason, None)
+            raise
 
     # -- operations ------------------------------------------------------------------------
     async def search(
@@ -173,6 +209,7 @@ class Gateway:
             transport,
             urgent=urgent,
             write=True,
+            cost=len(body.utterances),
         )
 
     async def put_conversation(
@@ -237,18 +274,28 @@ class Gateway:
         degraded: Callable[[], bool] | None = None,
         write: bool = False,
         abandon: Callable[[], None] | None = None,
+        cost: int = 1,
     ) -> T:
-        """Run ``fn`` on ``kind``'s pool under an admission permit. ``abandon`` is called when
+        """Run ``fn`` on ``kind``'s pool under an admission permit, once the tenant's rate
+        allows ``cost`` (given back if admission then refuses). ``abandon`` is called when
         the caller stops waiting while ``fn`` already runs (it cannot be cancelled): it should
         make ``fn`` finish early, so that its slot comes back now, not at its deadline."""
         op = op or kind
         if write and not can_write(tenant):
             raise Forbidden("this API key is read-only: it may search and read, not write")
         start = self._clock() if arrival is None else arrival
+        rated = _RATED.get(kind)
         try:
-            permit = self.admission.try_acquire(kind, tenant, urgent=urgent)
-        except Overloaded:
-            self.metrics.request(transport, op, "shed", self._clock() - start)
+            if rated is not None:
+                self.rates.take(rated, tenant, cost)
+            try:
+                permit = self.admission.try_acquire(kind, tenant, urgent=urgent)
+            except Overloaded:
+                if rated is not None:
+                    self.rates.give_back(rated, tenant, cost)
+                raise
+        except Overloaded as exc:
+            self.metrics.refused(transport, op, exc.reason, self._clock() - start)
             raise
         outcome: list[str] = ["error"]
         gone = [False]  # the caller stopped waiting: this run's latency says nothing of capacity

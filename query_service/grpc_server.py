@@ -10,7 +10,11 @@ models (``grpc_mapping``, which validates it), one gateway call, the answer conv
 - ``grpc.health.v1``: NOT_SERVING until the services are built and the change feed is
   healthy (polled), for ``""`` and ``convmem.v1.Memory``; server reflection lists both.
 - Messages over ``max_message_bytes`` are refused by gRPC itself (RESOURCE_EXHAUSTED).
-- ``Converse`` runs a ``ContextSession``; a client that cancels or disconnects ends it.
+- ``Converse`` runs a ``ContextSession``; a client that cancels or disconnects ends it. It
+  holds one of the tenant's session slots (``sessions``) while it is open; past the cap it is
+  RESOURCE_EXHAUSTED with ``retry-after-ms``.
+- A call over the tenant's rate limit is RESOURCE_EXHAUSTED with ``retry-after-ms`` in the
+  trailing metadata, as one refused by admission control is.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from pydantic import ValidationError
 from indexer.errors import InvalidInput
 from query_service import grpc_mapping as mapping
 from query_service.context_stream import ContextSession
-from query_service.errors import DeadlineExceeded
+from query_service.errors import DeadlineExceeded, Overloaded
 from query_service.gateway import Gateway
 from query_service.grpc_gen import memory_pb2 as pb
 from query_service.grpc_gen import memory_pb2_grpc as pb_grpc
@@ -137,7 +141,8 @@ class MemoryServicer(pb_grpc.MemoryServicer):
             remaining: float | None = context.time_remaining()
             if remaining is not None and remaining <= 0:
                 raise DeadlineExceeded("the call's deadline had passed when it arrived")
-            self._gateway.admission.check("search", tenant)  # shed before mapping the request
+            # shed before mapping the request
+            self._gateway.check("search", tenant, transport=GRPC, arrival=arrival)
             return await self._gateway.search_as(
                 tenant,
                 mapping.search_body(request),
@@ -153,7 +158,7 @@ class MemoryServicer(pb_grpc.MemoryServicer):
         arrival = self._gateway.now()
 
         async def op(tenant: str) -> pb.IngestResponse:
-            self._gateway.admission.check("ingest", tenant)
+            self._gateway.check("ingest", tenant, transport=GRPC, arrival=arrival)
             body = mapping.ingest_body(request)
             r = await self._gateway.ingest(tenant, body, transport=GRPC, arrival=arrival)
             return pb.IngestResponse(accepted=r.accepted, seq=r.seq)
@@ -219,7 +224,15 @@ class MemoryServicer(pb_grpc.MemoryServicer):
                         f"stored: {accepted} utterances, seq {seq})"
                     ) from exc
                 arrival = self._gateway.now()
-                r = await self._gateway.ingest(tenant, body, transport=GRPC, arrival=arrival)
+                try:
+                    r = await self._gateway.ingest(tenant, body, transport=GRPC, arrival=arrival)
+                except Overloaded as exc:
+                    raise Overloaded(
+                        f"batch {n}: {exc} (the {n} batches before it are stored: {accepted} "
+                        f"utterances, seq {seq})",
+                        retry_after_s=exc.retry_after_s,
+                        reason=exc.reason,
+                    ) from exc
                 accepted, seq, n = accepted + r.accepted, max(seq, r.seq), n + 1
             return pb.IngestResponse(accepted=accepted, seq=seq)
 
@@ -229,20 +242,22 @@ class MemoryServicer(pb_grpc.MemoryServicer):
         """The live context stream: a ``start``, then turns; events as they are ready."""
 
         async def op(tenant: str) -> None:
-            first = await context.read()
-            if first is grpc.aio.EOF:
-                return
-            if first.WhichOneof("kind") != "start":
-                raise InvalidInput("the first message of a Converse stream is a start")
-            start = mapping.context_start(first.start)
-            send = _Sender(context)
-            session = ContextSession(
-                gateway=self._gateway, tenant=tenant, start=start, send=send, transport=GRPC
-            )
-            try:
-                await _converse(self._gateway, context, session, send)
-            finally:
-                await session.close()
+            # the slot is held from here to the end, however it ends (a cancel included)
+            with self._gateway.open_session(tenant, transport=GRPC, op="context_stream"):
+                first = await context.read()
+                if first is grpc.aio.EOF:
+                    return
+                if first.WhichOneof("kind") != "start":
+                    raise InvalidInput("the first message of a Converse stream is a start")
+                start = mapping.context_start(first.start)
+                send = _Sender(context)
+                session = ContextSession(
+                    gateway=self._gateway, tenant=tenant, start=start, send=send, transport=GRPC
+                )
+                try:
+                    await _converse(self._gateway, context, session, send)
+                finally:
+                    await session.close()
 
         await self._call(context, "Converse", op)
 

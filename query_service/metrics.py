@@ -6,6 +6,9 @@ process do not collide). Names:
 - ``convmem_stage_seconds{stage}``: histogram of each search stage's time;
 - ``convmem_stage_skipped_total{stage}``: stages skipped to keep the budget;
 - ``convmem_requests_total{transport, op, outcome}``: outcome ok, degraded, shed, error;
+- ``convmem_shed_total{transport, op, reason}``: the shed ones by why: ``capacity``,
+  ``fairness``, ``priority`` (admission), ``rate_limit`` (the tenant's rate), ``sessions``
+  (the tenant's open sessions);
 - ``convmem_request_seconds{transport, op}``: server-side latency from arrival;
 - ``convmem_inflight{kind}`` and ``convmem_limit{kind}``: admitted work and its bound;
 - ``convmem_index_lag_seq`` and ``convmem_index_lag_seconds``: the index behind the store;
@@ -55,6 +58,12 @@ class Metrics:
         self._requests = Counter(
             "convmem_requests", "requests by outcome", ["transport", "op", "outcome"], registry=r
         )
+        self._shed = Counter(
+            "convmem_shed",
+            "calls refused at once, by reason",
+            ["transport", "op", "reason"],
+            registry=r,
+        )
         self._latency = Histogram(
             "convmem_request_seconds",
             "server-side latency from arrival",
@@ -83,6 +92,11 @@ class Metrics:
         self._requests.labels(transport, op, outcome).inc()
         if seconds is not None:
             self._latency.labels(transport, op).observe(seconds)
+
+    def refused(self, transport: str, op: str, reason: str, seconds: float | None) -> None:
+        """A call refused at once: outcome ``shed``, and counted by ``reason``."""
+        self.request(transport, op, "shed", seconds)
+        self._shed.labels(transport, op, reason).inc()
 
     def bind(
         self,

@@ -69,6 +69,8 @@ def live_server(
             services_factory=lambda: build_services(cfg, embedder=embedder),
             api_keys=cfg.key_map(),
             routers=[router],
+            rates=cfg.limits.rates(),
+            sessions=cfg.limits.sessions(),
         )
         port = _free_port()
         server = uvicorn.Server(

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -206,3 +207,40 @@ def test_a_stream_past_its_length_limit_is_closed_and_keeps_its_speech(live_serv
         assert finals and "leeds" in finals[0]["text"].lower()
         r = httpx.get(f"{base}/v1/conversations/call-4", timeout=10)
         assert [u["text"] for u in r.json()["turns"]] == [e["text"] for e in finals]
+
+
+@contextmanager
+def _opened(base: str, path: str, first: str) -> Iterator[tuple[dict[str, Any], ClientConnection]]:
+    """A stream, its start sent, and its first event; retried while the tenant is at its
+    session cap (a session that just ended gives its slot back a moment after it closes)."""
+    deadline = time.monotonic() + 10
+    while True:
+        with connect(base.replace("http://", "ws://") + path, additional_headers=AUTH) as ws:
+            ws.send(first)
+            event = json.loads(ws.recv(timeout=30))
+            if event.get("code") != "too_many_sessions" or time.monotonic() > deadline:
+                yield event, ws
+                return
+        time.sleep(0.05)
+
+
+def test_open_sessions_are_capped_per_tenant_across_both_websockets(live_server):
+    context_start = json.dumps({"type": "start", "conversation_id": "c", "user_id": "maya"})
+    with live_server(keys=KEY, limits={"sessions_per_tenant": 1}) as base:
+        with _opened(base, "/v1/context/stream", context_start) as (ready, _):
+            assert ready["type"] == "ready"
+            with connect(ws_url(base), additional_headers=AUTH) as ws:  # nothing sent yet
+                events = events_until_close(ws)
+                assert ws.close_code == 1013
+            assert [e["code"] for e in events] == ["too_many_sessions"]
+            assert events[0]["retry_after_ms"] == 1000
+        # the context stream dropped: its slot comes back, and an audio stream takes it
+        with _opened(base, "/v1/audio/stream", start_message(sample_rate=8000)) as (error, _):
+            assert error["code"] == "unsupported_sample_rate"
+        # that stream's error close gave its slot back too
+        with _opened(base, "/v1/audio/stream", start_message()) as (ready, ws):
+            assert ready["type"] == "ready"
+            ws.send(json.dumps({"type": "end"}))
+            assert events_until_close(ws)[-1]["type"] == "end" and ws.close_code == 1000
+        with _opened(base, "/v1/context/stream", context_start) as (ready, _):
+            assert ready["type"] == "ready"  # and a normal end did

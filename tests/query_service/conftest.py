@@ -64,6 +64,8 @@ def app_client(
             auth=build_auth(cfg),
             admission=cfg.admission.params(),
             max_body_bytes=cfg.admission.max_body_bytes,
+            rates=cfg.limits.rates(),
+            sessions=cfg.limits.sessions(),
         )
         with TestClient(app) as client:
             wait_ready(client)

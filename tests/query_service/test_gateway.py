@@ -129,3 +129,42 @@ def test_a_cancelled_search_abandons_its_deadline_so_running_work_ends_early() -
         assert seen[0].slice(1.0).expired()  # a slice of an abandoned deadline is over too
     finally:
         gw.close()
+
+
+def test_the_rate_is_asked_before_admission_and_a_refused_call_keeps_its_tokens() -> None:
+    import pytest
+
+    from query_service.errors import Overloaded
+    from query_service.rate_limit import Rate, RateLimiter, RateLimits
+
+    metrics = Metrics()
+    rates = RateLimiter(RateLimits(search=None, ingest=Rate(per_s=0.001, burst=10)))
+    gw = Gateway(
+        admission=Admission(AdmissionParams(ingest_limit=1)),
+        metrics=metrics,
+        auth=KeyRing(),
+        rates=rates,
+    )
+
+    async def scenario() -> None:
+        held = gw.admission.try_acquire("ingest", "t")  # the one ingest slot is busy
+        with pytest.raises(Overloaded) as busy:
+            await gw._run("ingest", "t", lambda: None, None, "test", cost=8)  # noqa: SLF001
+        assert busy.value.reason == "capacity"
+        assert rates.tokens("ingest", "t") == pytest.approx(10)  # given back
+        held.release()
+        await gw._run("ingest", "t", lambda: None, None, "test", cost=8)  # noqa: SLF001
+        with pytest.raises(Overloaded) as over:  # 2 left: refused by the rate, not admission
+            await gw._run("ingest", "t", lambda: None, None, "test", cost=8)  # noqa: SLF001
+        assert over.value.reason == "rate_limit"
+        assert gw.admission.inflight("ingest") == 0
+        await gw._run("other", "t", lambda: None, None, "test")  # reads are not rate limited
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        gw.close()
+    page = metrics.render().decode()
+    assert 'convmem_shed_total{op="ingest",reason="capacity",transport="test"} 1.0' in page
+    assert 'convmem_shed_total{op="ingest",reason="rate_limit",transport="test"} 1.0' in page
+    assert 'convmem_requests_total{op="ingest",outcome="shed",transport="test"} 2.0' in page

@@ -41,7 +41,9 @@ from query_service.auth import Authenticator
 from query_service.grpc_gen import memory_pb2 as pb
 from query_service.grpc_gen import memory_pb2_grpc as pb_grpc
 from query_service.grpc_server import GrpcServer
+from query_service.rate_limit import Rate, RateLimits
 from query_service.services import Services
+from query_service.sessions import SessionLimits
 from tests.conftest import app_settings
 from tests.query_service.conftest import wait_ready
 from tests.query_service.helpers import MAYA, T0, TOM
@@ -92,6 +94,8 @@ def grpc_app(
         services_factory: Callable[[], Services] | None = None,
         auth: Authenticator | None = None,
         admission: AdmissionParams | None = None,
+        rates: RateLimits | None = None,
+        sessions: SessionLimits | None = None,
         wait: bool = True,
     ) -> Iterator[Running]:
         cfg = app_settings(database_url, tmp_path, keys)
@@ -105,6 +109,8 @@ def grpc_app(
             auth=auth,
             admission=admission,
             companions=[server],
+            rates=rates,
+            sessions=sessions,
         )
         with TestClient(app) as client:
             if wait:
@@ -423,6 +429,81 @@ def test_shed_call_is_resource_exhausted_with_retry_after(grpc_app) -> None:
         trailing = dict(err.trailing_metadata())
         assert int(trailing["retry-after-ms"]) > 0
         assert ingest(run.stub, batch) > 0
+
+
+def test_a_call_over_the_tenant_rate_is_resource_exhausted_with_a_retry_hint(grpc_app) -> None:
+    keys = {"key-acme-1111": "acme", "key-beta-2222": "beta"}
+    rates = RateLimits(search=Rate(per_s=0.5, burst=2), ingest=Rate(per_s=0.5, burst=10))
+    with grpc_app(keys=keys, rates=rates) as run:
+        stub, acme, beta = run.stub, auth("key-acme-1111"), auth("key-beta-2222")
+        query = pb.SearchRequest(query="peanuts")
+        for _ in range(2):
+            stub.Search(query, timeout=10, metadata=acme)
+        err: Any = rpc_error(lambda: stub.Search(query, timeout=10, metadata=acme))
+        assert err.code() == Code.RESOURCE_EXHAUSTED and "rate limit" in err.details()
+        assert 1000 < int(dict(err.trailing_metadata())["retry-after-ms"]) <= 2000
+        for _ in range(2):
+            stub.Search(query, timeout=10, metadata=beta)  # another tenant's own bucket
+        # ingest is counted by utterances: 6 of 10, then a stream of 4 and 6
+        ingest(stub, utterances("maya-1", "maya", MAYA), metadata=acme)
+        batches = [
+            pb.IngestRequest(utterances=utterances("tom-1", "tom", TOM)),
+            pb.IngestRequest(utterances=utterances("maya-2", "maya", MAYA)),
+        ]
+        err = rpc_error(lambda: stub.IngestStream(iter(batches), timeout=30, metadata=acme))
+        assert err.code() == Code.RESOURCE_EXHAUSTED
+        assert "batch 1:" in err.details() and "stored: 4 utterances" in err.details()
+        assert int(dict(err.trailing_metadata())["retry-after-ms"]) > 0
+        get = pb.GetTranscriptRequest
+        assert (
+            len(stub.GetTranscript(get(conversation_id="tom-1"), timeout=10, metadata=acme).turns)
+            == 4
+        )
+        err = rpc_error(
+            lambda: stub.GetTranscript(get(conversation_id="maya-2"), timeout=10, metadata=acme)
+        )
+        assert err.code() == Code.NOT_FOUND
+        metrics = run.client.get("/metrics").text
+        assert 'convmem_shed_total{op="search",reason="rate_limit",transport="grpc"} 1.0' in metrics
+        assert 'convmem_shed_total{op="ingest",reason="rate_limit",transport="grpc"} 1.0' in metrics
+
+
+def test_converse_sessions_are_capped_per_tenant_across_transports_and_freed(grpc_app) -> None:
+    with grpc_app(sessions=SessionLimits(per_tenant=1)) as run:
+        stub, sessions = run.stub, run.app.state.gateway.sessions
+        first = Stream(stub)
+        first.start(conversation_id="live-1", user_id="maya")
+        first.turn("where am I travelling to?", store=False)
+        first.until(context_of(0))
+        assert sessions.held("default") == 1
+        second = Stream(stub)
+        second.start(conversation_id="live-2")
+        second.end()
+        err: Any = rpc_error(lambda: list(second.call))
+        assert err.code() == Code.RESOURCE_EXHAUSTED and "open sessions" in err.details()
+        assert dict(err.trailing_metadata())["retry-after-ms"] == "1000"
+        # the same cap holds the context WebSocket of the same tenant
+        with run.client.websocket_connect("/v1/context/stream") as ws:
+            assert ws.receive_json()["code"] == "too_many_sessions"
+        first.call.cancel()  # a cancelled call frees its slot
+        first.end()
+        wait_until(lambda: sessions.held("default") == 0)
+        again = Stream(stub)
+        again.start(conversation_id="live-3", user_id="maya")
+        again.turn("and my peanut allergy?", store=False)
+        again.until(context_of(0))
+        again.rest()  # a normal end frees it
+        wait_until(lambda: sessions.held("default") == 0)
+        turn_first = pb.ConverseRequest(
+            turn=pb.ConverseTurn(speaker="A", role=pb.ROLE_USER, text="hi")
+        )
+        err = rpc_error(lambda: list(stub.Converse(iter([turn_first]), timeout=10)))
+        assert err.code() == Code.INVALID_ARGUMENT  # an error ending frees it too
+        wait_until(lambda: sessions.held("default") == 0)
+        metrics = run.client.get("/metrics").text
+        for transport in ("grpc", "ws"):
+            labels = f'op="context_stream",reason="sessions",transport="{transport}"'
+            assert f"convmem_shed_total{{{labels}}} 1.0" in metrics
 
 
 # -- health, reflection, readiness ---------------------------------------------------------
