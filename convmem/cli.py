@@ -4,6 +4,8 @@ convmem serve  [--host H] [--port P] [--data-dir DIR]
 convmem load   PATH [--format jsonl|locomo] [--url URL] [--tenant T] [--data-dir DIR]
 convmem search QUERY [--user U] [--conversation C] [--k N] [--mode M] [--url URL]
 convmem keys new --tenant T [--read-only]   (a hashed key line for CONVMEM_API_KEYS_FILE)
+convmem backup OUT_FILE [--data-dir DIR]    (pg_dump -Fc of the store, consistent)
+convmem restore IN_FILE [--force] [--data-dir DIR]
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -252,6 +254,83 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_backup(args: argparse.Namespace) -> int:
+    """Dump the configured store (or the embedded one in the data dir) to one file."""
+    from convmem.wiring import database_url
+    from indexer import backup as bk
+
+    out = Path(args.out_file)
+    _quiet_pgserver()
+    closers: list[Callable[[], None]] = []
+    try:
+        tools = bk.find_pg_tools(os.environ, bundled=bk.bundled_bin_dir())
+        url = database_url(_settings(args), closers)
+        _note(f"backing up {bk.describe_target(url)} to {out} ({tools.version()})")
+        info = bk.backup(url, out, tools=tools)
+    except IndexerError as exc:
+        return _fail(str(exc))
+    finally:
+        for close in reversed(closers):
+            close()
+    _note(
+        f"wrote {info.path}: {info.store.describe()}, store {info.store.store_id};"
+        f" {_size(info.size_bytes)} in {info.seconds:.1f} s"
+    )
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    """Restore a backup into the configured store (or the embedded one in the data dir)."""
+    from convmem.wiring import database_url
+    from indexer import backup as bk
+
+    archive = Path(args.in_file)
+    _quiet_pgserver()
+    closers: list[Callable[[], None]] = []
+    try:
+        tools = bk.find_pg_tools(os.environ, bundled=bk.bundled_bin_dir())
+        bk.check_archive(archive, tools=tools)  # before the embedded server is started
+        url = database_url(_settings(args), closers)
+        target = bk.describe_target(url)
+        _note(f"restoring {archive} ({_size(archive.stat().st_size)}) into {target}")
+        info = bk.restore(url, archive, tools=tools, force=args.force)
+    except IndexerError as exc:
+        return _fail(str(exc))
+    finally:
+        for close in reversed(closers):
+            close()
+    if info.other_sessions:
+        _note(
+            f"warning: {info.other_sessions} other session(s) were connected to {target}:"
+            " restart every convmem serve that uses it"
+        )
+    _note(
+        f"restored {info.store.describe()}{' (replaced the store there)' if info.replaced else ''}"
+        f" in {info.seconds:.1f} s; new store identity {info.store.store_id}"
+        f" (backup of {info.restored_from}): index snapshots of other stores are not loaded,"
+        " the index rebuilds from the stored vectors at the next start (nothing re-embedded)"
+    )
+    return 0
+
+
+def _quiet_pgserver() -> None:
+    """pgserver logs each pg_ctl/initdb run's whole output at INFO: not for this command."""
+    logging.getLogger("pgserver").setLevel(logging.WARNING)
+
+
+def _note(text: str) -> None:
+    sys.stderr.write(f"convmem: {text}\n")
+
+
+def _size(n: int) -> str:
+    if n < 1024:
+        return f"{n} bytes"
+    for unit, scale in (("KiB", 1024), ("MiB", 1024**2)):
+        if n < scale * 1024:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n / 1024**3:.1f} GiB"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="convmem", description=__doc__.split("\n\n")[0] if __doc__ else None
@@ -315,6 +394,20 @@ def build_parser() -> argparse.ArgumentParser:
     ks.add_argument("--tenant", required=True)
     ks.add_argument("--read-only", dest="read_only", action="store_true")
     ks.set_defaults(func=cmd_keys)
+    bk = sub.add_parser(
+        "backup", help="back up the store (pg_dump custom format; consistent under writes)"
+    )
+    bk.add_argument("out_file", metavar="OUT_FILE")
+    bk.add_argument("--data-dir", type=Path, dest="data_dir")
+    bk.set_defaults(func=cmd_backup)
+
+    rs = sub.add_parser("restore", help="restore a backup into an empty store (or --force)")
+    rs.add_argument("in_file", metavar="IN_FILE")
+    rs.add_argument(
+        "--force", action="store_true", help="replace the convmem store the target holds"
+    )
+    rs.add_argument("--data-dir", type=Path, dest="data_dir")
+    rs.set_defaults(func=cmd_restore)
     add_eval_command(sub)
     return p
 

@@ -104,14 +104,17 @@ def build_services(settings: Settings, *, embedder: Embedder | None = None) -> S
         view = settings.index.embed_view
         vectors = vector_id(embedder.model_id, view)  # what the snapshot's vectors are
         reembed_if_needed(store, embedder, vectors=vectors, view=view)
+        store_id = store.store_id()  # a snapshot of another store (or before a restore): unused
         try:
-            info = load_snapshot(shard, snap_dir, model_id=vectors, dim=embedder.dim)
+            info = load_snapshot(
+                shard, snap_dir, model_id=vectors, dim=embedder.dim, store_id=store_id
+            )
             _log.info("loaded snapshot: %d docs at seq %d", info.count, info.seq)
         except SnapshotError as exc:
             _log.info("no usable snapshot (%s): building from the store", exc)
 
         def snapshot() -> None:
-            save_snapshot(shard, snap_dir, model_id=vectors, dim=embedder.dim)
+            save_snapshot(shard, snap_dir, model_id=vectors, dim=embedder.dim, store_id=store_id)
 
         tailer = ChangeFeedTailer(
             store=store,

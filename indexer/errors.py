@@ -3,11 +3,12 @@
 IndexerError
 ├── StoreError            the store of record failed (driver errors are chained)
 │   ├── NotFound          a conversation or utterance does not exist for this tenant
-│   └── Conflict          a write contradicts stored state
+│   ├── Conflict          a write contradicts stored state
+│   └── BackupError       a backup or restore could not be made (tools, file, target)
 ├── InvalidInput          what a client sent cannot be stored (also a ValueError)
 ├── IndexUnavailable      an index is not loaded or not caught up
 ├── EmbedderError         the embedding model could not be loaded or run
-└── SnapshotError         a snapshot on disk is missing, corrupt or of another model
+└── SnapshotError         a snapshot on disk is missing, corrupt, or of another model or store
 """
 
 from __future__ import annotations
@@ -44,3 +45,8 @@ class SnapshotError(IndexerError):
 
 class Conflict(StoreError):
     """A write contradicts stored state (e.g. a conversation owned by another user)."""
+
+
+class BackupError(StoreError):
+    """A backup or restore failed: no PostgreSQL client tools, a bad archive, a target that
+    already holds a store, or pg_dump/pg_restore/psql exiting non-zero (their message kept)."""

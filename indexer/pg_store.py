@@ -376,6 +376,14 @@ class PgStore:
         except psycopg.Error as exc:
             raise StoreError(f"read failed: {exc}") from exc
 
+    def store_id(self) -> str:
+        """This store's identity (migration 0003): an index snapshot loads only into its own
+        store. ``convmem restore`` gives a restored store a new one."""
+        row = self._fetch_one("SELECT store_id::text AS id FROM store_identity", ())
+        if row is None:
+            raise StoreError("the store has no identity row (store_identity is empty)")
+        return str(row["id"])
+
     def ping(self) -> bool:
         try:
             with self._pool.connection(timeout=1.0) as conn:

@@ -2,7 +2,8 @@
 
 Layout of a snapshot directory (plain files, no pickle):
 
-    manifest.json   {"format": 1, "seq": int, "model_id": str, "dim": int, "count": int}
+    manifest.json   {"format": 1, "seq": int, "model_id": str, "dim": int, "count": int,
+                     "store_id": str | null}
     records.jsonl   one DocRecord per line, in the order of the vector rows
     vectors.npy     float32 (count, dim); loaded with ``mmap_mode="r"`` when asked
 
@@ -38,8 +39,13 @@ class SnapshotInfo:
     count: int
 
 
-def save_snapshot(shard: IndexShard, path: Path, *, model_id: str, dim: int) -> SnapshotInfo:
-    """Write the shard to ``path`` atomically (replacing any snapshot there)."""
+def save_snapshot(
+    shard: IndexShard, path: Path, *, model_id: str, dim: int, store_id: str | None = None
+) -> SnapshotInfo:
+    """Write the shard to ``path`` atomically (replacing any snapshot there).
+
+    ``store_id`` names the store the shard was built from (``PgStore.store_id``).
+    """
     seq, records, vectors = shard.export()
     if not records:
         vectors = np.empty((0, dim), dtype=np.float32)
@@ -51,7 +57,8 @@ def save_snapshot(shard: IndexShard, path: Path, *, model_id: str, dim: int) -> 
         for r in records:
             fh.write(json.dumps(_record_to_json(r), ensure_ascii=False) + "\n")
     info = SnapshotInfo(seq=seq, model_id=model_id, dim=dim, count=len(records))
-    (tmp / "manifest.json").write_text(json.dumps({"format": FORMAT, **asdict(info)}))
+    manifest = {"format": FORMAT, **asdict(info), "store_id": store_id}
+    (tmp / "manifest.json").write_text(json.dumps(manifest))
     old = path.with_name(path.name + ".old")
     shutil.rmtree(old, ignore_errors=True)
     if path.exists():
@@ -62,9 +69,19 @@ def save_snapshot(shard: IndexShard, path: Path, *, model_id: str, dim: int) -> 
 
 
 def load_snapshot(
-    shard: IndexShard, path: Path, *, model_id: str, dim: int, mmap: bool = False
+    shard: IndexShard,
+    path: Path,
+    *,
+    model_id: str,
+    dim: int,
+    mmap: bool = False,
+    store_id: str | None = None,
 ) -> SnapshotInfo:
-    """Load a snapshot into an empty shard. Raises SnapshotError if unusable."""
+    """Load a snapshot into an empty shard. Raises SnapshotError if unusable.
+
+    With ``store_id``, a snapshot of another store (another database, or this one before a
+    restore) is unusable: its ``seq`` counts another change feed.
+    """
     try:
         manifest = json.loads((path / "manifest.json").read_text())
     except (OSError, ValueError) as exc:
@@ -75,6 +92,11 @@ def load_snapshot(
         raise SnapshotError(
             f"snapshot was built with {manifest.get('model_id')} ({manifest.get('dim')}-d),"
             f" not {model_id} ({dim}-d): rebuilding from the store"
+        )
+    if store_id is not None and manifest.get("store_id") != store_id:
+        raise SnapshotError(
+            f"snapshot was built from store {manifest.get('store_id')}, not {store_id}"
+            " (another database, or a restore since): rebuilding from the store"
         )
     try:
         vectors = np.load(path / "vectors.npy", mmap_mode="r" if mmap else None, allow_pickle=False)

@@ -49,7 +49,7 @@ def test_migrations_are_idempotent(database_url: str) -> None:
     PgStore.connect(database_url).close()
     with psycopg.connect(database_url) as conn:
         rows = conn.execute("SELECT version FROM schema_migrations").fetchall()
-    assert rows == [(1,), (2,)]
+    assert rows == [(1,), (2,), (3,)]
 
 
 def test_upsert_and_transcript_roundtrip(store: PgStore) -> None:

@@ -246,6 +246,19 @@ def test_the_window_key_follows_inserts_edits_and_deletes() -> None:
     assert window_ids(shard, "lisbon") == [1, 2]  # turn 2 follows turn 1 again
 
 
+def test_a_snapshot_loads_only_into_the_store_it_was_built_from(tmp_path: Path) -> None:
+    shard = new_shard()
+    shard.apply([change(i + 1, 100 + i, i, t) for i, t in enumerate(TEXTS)])
+    save_snapshot(shard, tmp_path / "snap", model_id="m", dim=DIM, store_id="store-a")
+    load_snapshot(new_shard(), tmp_path / "snap", model_id="m", dim=DIM, store_id="store-a")
+    with pytest.raises(SnapshotError, match="built from store store-a, not store-b"):
+        load_snapshot(new_shard(), tmp_path / "snap", model_id="m", dim=DIM, store_id="store-b")
+    # a snapshot that names no store (written before stores had identities) is not trusted
+    save_snapshot(shard, tmp_path / "old", model_id="m", dim=DIM)
+    with pytest.raises(SnapshotError, match="built from store None"):
+        load_snapshot(new_shard(), tmp_path / "old", model_id="m", dim=DIM, store_id="store-a")
+
+
 def test_the_window_key_is_filled_on_load_and_from_a_snapshot(tmp_path: Path) -> None:
     shard = new_shard()
     shard.apply([change(i + 1, i + 1, i, t) for i, t in enumerate(TEXTS[:3])])
