@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -112,6 +113,59 @@ def test_snapshot_roundtrip(tmp_path: Path) -> None:
     (tmp_path / "snap" / "vectors.npy").write_bytes(b"garbage")
     with pytest.raises(SnapshotError):
         load_snapshot(new_shard(), tmp_path / "snap", model_id="m1", dim=DIM)
+
+
+def snapshot_of_texts(path: Path) -> None:
+    shard = new_shard()
+    shard.apply([change(i + 1, 100 + i, i, t) for i, t in enumerate(TEXTS)])
+    save_snapshot(shard, path, model_id="m1", dim=DIM)
+
+
+def drop_last_record(snap: Path) -> None:
+    """A self-consistent cut: the last record and its vector row both gone."""
+    lines = (snap / "records.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)
+    (snap / "records.jsonl").write_text("".join(lines[:-1]), encoding="utf-8")
+    vectors = np.load(snap / "vectors.npy")
+    np.save(snap / "vectors.npy", vectors[:-1])
+
+
+def alter_one_byte(snap: Path) -> None:
+    data = bytearray((snap / "records.jsonl").read_bytes())
+    at = data.index(b"Lisbon")
+    data[at] = ord("X")  # same length, different text
+    (snap / "records.jsonl").write_bytes(bytes(data))
+
+
+def cut_short(snap: Path) -> None:
+    data = (snap / "vectors.npy").read_bytes()
+    (snap / "vectors.npy").write_bytes(data[: len(data) // 2])
+
+
+def format_1(snap: Path) -> None:
+    manifest = json.loads((snap / "manifest.json").read_text())
+    manifest["format"] = 1
+    del manifest["files"]
+    (snap / "manifest.json").write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize("tear", [drop_last_record, alter_one_byte, cut_short, format_1])
+def test_a_torn_or_altered_snapshot_is_refused_never_loaded(tmp_path: Path, tear) -> None:
+    snap = tmp_path / "snap"
+    snapshot_of_texts(snap)
+    tear(snap)
+    shard = new_shard()
+    with pytest.raises(SnapshotError):
+        load_snapshot(shard, snap, model_id="m1", dim=DIM)
+    assert len(shard) == 0 and shard.seq == 0  # nothing half-loaded: rebuilt from the store
+
+
+def test_a_snapshot_leaves_no_temporary_directory_behind(tmp_path: Path) -> None:
+    snapshot_of_texts(tmp_path / "snap")
+    snapshot_of_texts(tmp_path / "snap")  # replacing one
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["snap"]
+    manifest = json.loads((tmp_path / "snap" / "manifest.json").read_text())
+    assert set(manifest["files"]) == {"records.jsonl", "vectors.npy"}
+    load_snapshot(new_shard(), tmp_path / "snap", model_id="m1", dim=DIM)
 
 
 class HashEmbedder:
