@@ -6,6 +6,15 @@ and a reader that sees ``seq = n`` committed has already been able to see every 
 Without the lock, transaction A could draw 10, B draw 11 and commit first, and a tailer at 11
 would skip 10 forever. Writes are embedded before the transaction opens, so the lock is held
 for milliseconds; ingest is embedding-bound, not lock-bound.
+
+When the store goes away, nothing waits long for it (``docs/RELIABILITY.md``, store faults): a
+connection is checked as it leaves the pool and one that cannot be had within
+``acquire_timeout_s`` is a ``StoreError`` (a 503), a write waits at most ``lock_timeout_s`` for
+a lock (a table locked for maintenance is a 503, not a hung request), and the pool retries a
+lost connection for ``reconnect_timeout_s`` before it gives the slot up, so the next request
+connects afresh. psycopg_pool's own default there is five minutes of exponential back-off
+(1, 2, 4, 8 ... s): after an outage of N seconds the pool reconnected up to about N seconds
+after PostgreSQL was back.
 """
 
 from __future__ import annotations
@@ -51,14 +60,35 @@ def _configure(conn: psycopg.Connection[Any]) -> None:
 class PgStore:
     """Implements ``indexer.protocols.Store``. Build with ``PgStore.connect(url)``."""
 
-    def __init__(self, *, pool: ConnectionPool[psycopg.Connection[Any]]) -> None:
+    def __init__(
+        self, *, pool: ConnectionPool[psycopg.Connection[Any]], lock_timeout_s: float = 5.0
+    ) -> None:
+        if lock_timeout_s <= 0:
+            raise ValueError("lock_timeout_s must be > 0")
         self._pool = pool
+        # one round trip: SET LOCAL and the feed lock travel together (no parameters)
+        self._write_prologue = (
+            f"SET LOCAL lock_timeout = {max(1, round(lock_timeout_s * 1000))};"
+            f" SELECT pg_advisory_xact_lock({_FEED_LOCK})"
+        ).encode()
 
     @classmethod
     def connect(
-        cls, url: str, *, min_size: int = 1, max_size: int = 8, timeout_s: float = 10.0
+        cls,
+        url: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 8,
+        timeout_s: float = 10.0,
+        acquire_timeout_s: float = 1.0,
+        reconnect_timeout_s: float = 1.0,
+        lock_timeout_s: float = 5.0,
     ) -> PgStore:
-        """Open a pool, apply pending migrations, and return the store."""
+        """Open a pool, apply pending migrations, and return the store.
+
+        ``timeout_s`` bounds the first connection; the others are the fault bounds of the
+        module docstring.
+        """
         try:
             with psycopg.connect(url, autocommit=True) as conn:
                 conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
@@ -67,14 +97,16 @@ class PgStore:
                 url,
                 min_size=min_size,
                 max_size=max_size,
-                timeout=timeout_s,
+                timeout=acquire_timeout_s,
+                reconnect_timeout=reconnect_timeout_s,
+                check=ConnectionPool.check_connection,
                 configure=_configure,
                 open=False,
             )
             pool.open(wait=True, timeout=timeout_s)
         except psycopg.Error as exc:
             raise StoreError(f"cannot connect to PostgreSQL: {exc}") from exc
-        return cls(pool=pool)
+        return cls(pool=pool, lock_timeout_s=lock_timeout_s)
 
     def close(self) -> None:
         self._pool.close()
@@ -248,10 +280,13 @@ class PgStore:
 
     @contextmanager
     def _write(self, what: str) -> Iterator[psycopg.Connection[Any]]:
-        """A write transaction holding the change-feed lock; driver errors become StoreError."""
+        """A write transaction holding the change-feed lock; driver errors become StoreError.
+
+        Every lock it waits for (the feed's, a row's, a table's) it waits ``lock_timeout_s`` at
+        most, then fails (a StoreError, so a 503 with ``Retry-After``) and rolls back."""
         try:
             with self._pool.connection() as conn, conn.transaction():
-                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_FEED_LOCK,))
+                conn.execute(self._write_prologue)
                 yield conn
         except psycopg.Error as exc:
             raise StoreError(f"{what} failed: {exc}") from exc
