@@ -157,6 +157,29 @@ def create_app(
             {"status": "ready", "index_seq": services.shard.seq, "docs": len(services.shard)}
         )
 
+    @app.get("/readyz/serving", tags=["ops"])
+    def serving(request: Request) -> JSONResponse:
+        """Traffic readiness (the Kubernetes readinessProbe): searches can be answered.
+
+        Unlike ``/readyz`` it stays 200 while the store is down: every replica keeps answering
+        searches from its index then, and taking them all out of the Service at once would
+        turn a store outage into a search outage. The body says what is degraded."""
+        services: Services | None = request.app.state.services
+        if services is None:
+            reason = request.app.state.startup_error or "starting"
+            return problems.problem(503, reason, title="Not ready")
+        store_up = services.store.ping()
+        feed_error = services.tailer.last_error
+        degraded = [name for name, bad in (("store", not store_up), ("feed", feed_error)) if bad]
+        return JSONResponse(
+            {
+                "status": "serving",
+                "degraded": degraded,
+                "index_seq": services.shard.seq,
+                "docs": len(services.shard),
+            }
+        )
+
     @app.get("/metrics", tags=["ops"], include_in_schema=False)
     def metrics_page() -> Response:
         """Prometheus text: stage latencies, outcomes per transport, in flight, index lag."""

@@ -7,8 +7,10 @@ models (``grpc_mapping``, which validates it), one gateway call, the answer conv
 
 - Deadlines: a call's arrival is the gateway's clock at method entry; its remaining deadline
   bounds the search budget. A deadline already passed on arrival is DEADLINE_EXCEEDED.
-- ``grpc.health.v1``: NOT_SERVING until the services are built and the change feed is
-  healthy (polled), for ``""`` and ``convmem.v1.Memory``; server reflection lists both.
+- ``grpc.health.v1``: NOT_SERVING until the services are built (the index loaded and caught
+  up), then SERVING, for ``""`` and ``convmem.v1.Memory``, as REST's ``/readyz/serving``: a
+  store outage leaves searches answered from the index, so it does not take the server out
+  of a load balancer's rotation (writes are UNAVAILABLE meanwhile). Reflection lists both.
 - Messages over ``max_message_bytes`` are refused by gRPC itself (RESOURCE_EXHAUSTED).
 - ``Converse`` runs a ``ContextSession``; a client that cancels or disconnects ends it. It
   holds one of the tenant's session slots (``sessions``) while it is open; past the cap it is
@@ -117,10 +119,10 @@ class GrpcServer:
         self._server = self._health = self._watcher = None
 
     async def _watch(self, gateway: Gateway) -> None:
-        """SERVING once the services are built and the change feed is healthy."""
+        """SERVING once the services are built; it stays so while the store is down."""
         serving: bool | None = None
         while True:
-            ready = gateway.ready and gateway.memory.services.tailer.last_error is None
+            ready = gateway.ready
             if ready != serving:
                 status = health_pb2.HealthCheckResponse
                 for name in ("", SERVICE):

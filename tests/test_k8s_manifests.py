@@ -107,7 +107,7 @@ def test_deployment_probes_and_port() -> None:
         port = get["port"]
         return get["path"], ports[port] if isinstance(port, str) else port
 
-    assert probe_target("readinessProbe") == ("/readyz", 8080)
+    assert probe_target("readinessProbe") == ("/readyz/serving", 8080)
     assert probe_target("livenessProbe") == ("/healthz", 8080)
 
 

@@ -221,6 +221,7 @@ def test_readyz_checks_that_the_store_answers(app_client, database_url: str) -> 
         seq = ingest(client, batch("trip", "maya", MAYA))
         assert search(client, "peanuts", seq)["hits"]
         assert client.get("/readyz").status_code == 200
+        assert client.get("/readyz/serving").json()["degraded"] == []
         name = conninfo_to_dict(database_url)["dbname"]
         with psycopg.connect(make_conninfo(database_url, dbname="postgres"), autocommit=True) as c:
             c.execute(f'DROP DATABASE "{name}" WITH (FORCE)'.encode())
@@ -229,6 +230,9 @@ def test_readyz_checks_that_the_store_answers(app_client, database_url: str) -> 
         assert resp.headers["content-type"].startswith("application/problem+json")
         assert "store" in resp.json()["detail"]
         assert client.get("/healthz").status_code == 200  # alive, just not ready
+        # ... but still serving searches: the readinessProbe keeps it in the Service
+        serving = client.get("/readyz/serving")
+        assert serving.status_code == 200 and "store" in serving.json()["degraded"]
         # searches are served from the index without the store ...
         assert "trip-2" in ids(search(client, "allergic to peanuts"))[:3]
         # ... and a write says when to come back

@@ -831,3 +831,28 @@ def test_grpc_is_not_imported_unless_served() -> None:
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+# -- the store down --------------------------------------------------------------------------
+def test_with_the_store_gone_health_stays_serving_and_only_writes_are_unavailable(
+    grpc_app, database_url: str
+) -> None:
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    with grpc_app() as run:
+        seq = ingest(run.stub, utterances("maya-1", "maya", MAYA))
+        name = conninfo_to_dict(database_url)["dbname"]
+        with psycopg.connect(make_conninfo(database_url, dbname="postgres"), autocommit=True) as c:
+            c.execute(f'DROP DATABASE "{name}" WITH (FORCE)'.encode())
+        # the feed fails from now on; a load balancer must still send searches here
+        wait_until(lambda: run.app.state.services.tailer.last_error is not None, timeout_s=30)
+        time.sleep(0.5)  # ten rounds of the health watcher (every 50 ms here)
+        assert run.health() == SERVING and run.health("convmem.v1.Memory") == SERVING
+        assert "maya-1-2" in ids(search(run.stub, "peanuts", seq))
+        err = rpc_error(
+            lambda: run.stub.Ingest(
+                pb.IngestRequest(utterances=utterances("maya-2", "maya", MAYA)), timeout=30
+            )
+        )
+        assert err.code() == Code.UNAVAILABLE
