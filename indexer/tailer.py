@@ -111,9 +111,14 @@ class ChangeFeedTailer:
         self._wake.set()
 
     def wait_for(self, seq: int, timeout_s: float) -> bool:
-        """Block until the shard covers ``seq`` or ``timeout_s`` passes; True if covered."""
+        """Block until the shard covers ``seq`` or ``timeout_s`` passes; True if covered.
+
+        While the feed is failing (the store is down) it answers False at once: waiting
+        cannot help, and a search that waited would hold its admission slot for nothing."""
         if self._shard.seq >= seq:
             return True
+        if self._last_error is not None:
+            return False
         self.poke()
         deadline = self._clock() + max(0.0, timeout_s)
         with self._advanced:

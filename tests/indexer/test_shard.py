@@ -223,6 +223,34 @@ def test_tailer_keeps_the_shard_fresh_and_waits_for_seq(database_url: str) -> No
         store.close()
 
 
+def test_with_the_feed_failing_a_seq_wait_answers_at_once(database_url: str) -> None:
+    """The store gone, waiting for a seq cannot help: the wait says no at once, so a search
+    marks itself stale instead of holding its admission slot for half its budget."""
+    import time
+
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    store = PgStore.connect(database_url)
+    tailer = ChangeFeedTailer(store=store, shard=new_shard(), poll_interval_s=0.02)
+    try:
+        tailer.start()
+        assert tailer.wait_for(0, 1.0)
+        name = conninfo_to_dict(database_url)["dbname"]
+        with psycopg.connect(make_conninfo(database_url, dbname="postgres"), autocommit=True) as c:
+            c.execute(f'DROP DATABASE "{name}" WITH (FORCE)'.encode())
+        deadline = time.monotonic() + 30
+        while tailer.last_error is None:
+            assert time.monotonic() < deadline, "the feed never noticed the store was gone"
+            time.sleep(0.02)
+        t0 = time.monotonic()
+        assert not tailer.wait_for(1, 2.0)
+        assert time.monotonic() - t0 < 1.0  # not the 2 s asked for
+    finally:
+        tailer.stop()
+        store.close()
+
+
 def test_a_slow_snapshot_does_not_hold_up_the_feed(database_url: str) -> None:
     import threading
 
