@@ -10,8 +10,10 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from convmem.settings import Settings
 from convmem.wiring import build_auth, build_services
 from indexer.embedders import load_embedder
 from indexer.protocols import Embedder
@@ -58,20 +60,23 @@ def app_client(
         *, keys: dict[str, str] | None = None, embedder: Embedder | None = None, **settings: object
     ) -> Iterator[TestClient]:
         cfg = app_settings(database_url, tmp_path, keys, **settings)
-        emb = embedder or real_embedder
-        app = create_app(
-            services_factory=lambda: build_services(cfg, embedder=emb),
-            auth=build_auth(cfg),
-            admission=cfg.admission.params(),
-            max_body_bytes=cfg.admission.max_body_bytes,
-            rates=cfg.limits.rates(),
-            sessions=cfg.limits.sessions(),
-        )
-        with TestClient(app) as client:
+        with TestClient(app_for(cfg, embedder or real_embedder)) as client:
             wait_ready(client)
             yield client
 
     return make
+
+
+def app_for(cfg: Settings, embedder: Embedder) -> FastAPI:
+    """The app as ``convmem serve`` builds it from ``cfg``, with this embedder."""
+    return create_app(
+        services_factory=lambda: build_services(cfg, embedder=embedder),
+        auth=build_auth(cfg),
+        admission=cfg.admission.params(),
+        max_body_bytes=cfg.admission.max_body_bytes,
+        rates=cfg.limits.rates(),
+        sessions=cfg.limits.sessions(),
+    )
 
 
 def wait_ready(client: TestClient, timeout_s: float = 60.0) -> None:

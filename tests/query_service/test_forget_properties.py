@@ -27,11 +27,9 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from convmem.wiring import build_auth, build_services
 from indexer.protocols import Embedder
-from query_service.app import create_app
 from tests.conftest import app_settings
-from tests.query_service.conftest import wait_ready
+from tests.query_service.conftest import app_for, wait_ready
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -72,16 +70,8 @@ class Forgetting(RuleBasedStateMachine):
     # -- the app ---------------------------------------------------------------------------
     def _start(self) -> None:
         cfg = app_settings(self.url, self.tmp, {k: t for t, k in KEYS.items()})
-        emb = self.embedder
-        app = create_app(
-            services_factory=lambda: build_services(cfg, embedder=emb),
-            auth=build_auth(cfg),
-            admission=cfg.admission.params(),
-            max_body_bytes=cfg.admission.max_body_bytes,
-            rates=cfg.limits.rates(),
-            sessions=cfg.limits.sessions(),
-        )
-        self.client = TestClient(app)
+        assert self.embedder is not None
+        self.client = TestClient(app_for(cfg, self.embedder))
         self.client.__enter__()
         wait_ready(self.client)
 
