@@ -43,6 +43,7 @@ from audio_ingest.segmenter import Segmenter
 from audio_ingest.session import StreamError, StreamLimits, StreamSession, StreamStart
 from audio_ingest.vad import SileroVad
 from indexer.models import Role
+from query_service.api_models import in_utc_range
 from query_service.auth import can_write
 from query_service.deps import gateway_of, tenant_of_connection
 from query_service.errors import Overloaded, Unauthorized
@@ -236,8 +237,8 @@ def parse_start(message: Mapping[str, Any], tenant: str) -> StreamStart:
     try:
         role = Role(data.get("role", "user"))
         started = data.get("started_at")
-        started_at = datetime.fromisoformat(started) if started else None
-    except ValueError as exc:
+        started_at = in_utc_range(datetime.fromisoformat(started)) if started else None
+    except (TypeError, ValueError) as exc:  # TypeError: started_at is not a string
         raise StreamError("invalid_start", f"start: {exc}", 1008) from exc
     if started_at is not None and started_at.tzinfo is None:
         raise StreamError("invalid_start", "start: started_at needs a time zone", 1008)
@@ -259,7 +260,7 @@ def parse_start(message: Mapping[str, Any], tenant: str) -> StreamStart:
 def _json(text: str | None) -> dict[str, Any]:
     try:
         data = json.loads(text or "")
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep
         raise StreamError("invalid_json", f"not a JSON message: {exc}", 1003) from exc
     if not isinstance(data, dict):
         raise StreamError("invalid_json", "a JSON message must be an object with a type", 1003)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Literal
 
 from indexer.errors import InvalidInput
@@ -94,3 +95,17 @@ def validate_batch(utterances: Sequence[UtteranceIn]) -> None:
             )
         if u.started_at.tzinfo is None:
             raise InvalidInput(f"utterance {i} ({u.id!r}): started_at needs a time zone")
+        for name, t in (("started_at", u.started_at), ("ended_at", u.ended_at)):
+            if t is not None and not _in_utc_range(t):
+                # stored, it could not be read back: the change feed would stop at it
+                raise InvalidInput(
+                    f"utterance {i} ({u.id!r}): {name} is before year 1 or after 9999 in UTC"
+                )
+
+
+def _in_utc_range(t: datetime) -> bool:
+    try:
+        t.astimezone(UTC)
+    except OverflowError:
+        return False
+    return True

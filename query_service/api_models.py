@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -32,7 +32,20 @@ def storable(value: str) -> str:
     return value
 
 
+def in_utc_range(value: datetime) -> datetime:
+    """A time the store can give back: in UTC it falls within years 1 to 9999 (an offset can
+    move a time written as 0001-01-01 or 9999-12-31 outside them)."""
+    if value.tzinfo is not None:
+        try:
+            value.astimezone(UTC)
+        except OverflowError as exc:
+            raise ValueError("is out of range: in UTC it is before year 1 or after 9999") from exc
+    return value
+
+
 Text = Annotated[str, AfterValidator(storable)]
+#: a time that is stored (naive ones are refused by each model, which names the field)
+Time = Annotated[datetime, AfterValidator(in_utc_range)]
 Id = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=256),
@@ -50,8 +63,8 @@ class UtteranceBody(_Strict):
     speaker: Annotated[Text, StringConstraints(min_length=1, max_length=256)]
     role: Role
     text: Annotated[Text, StringConstraints(min_length=1, max_length=MAX_TEXT_CHARS)]
-    started_at: datetime
-    ended_at: datetime | None = None
+    started_at: Time
+    ended_at: Time | None = None
     user_id: Id | None = None
     agent_id: Id | None = None
     source: Source = Source.TEXT
@@ -84,14 +97,14 @@ class IngestResponse(BaseModel):
 class ConversationBody(_Strict):
     user_id: Id | None = None
     agent_id: Id | None = None
-    started_at: datetime | None = None
+    started_at: Time | None = None
     metadata: dict[Text, Text] = Field(default_factory=dict)
 
 
 class SearchFilters(_Strict):
     user_id: Id | None = None
     conversation_id: Id | list[Id] | None = None
-    speaker: str | list[str] | None = None
+    speaker: Text | list[Text] | None = None
     role: Role | list[Role] | None = None
     since: datetime | None = None
     until: datetime | None = None

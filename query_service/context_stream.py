@@ -22,7 +22,9 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
-from indexer.errors import IndexerError, IndexUnavailable, InvalidInput
+from pydantic import ValidationError
+
+from indexer.errors import Conflict, IndexerError, IndexUnavailable, InvalidInput
 from query_service.api_models import IngestBody, SearchBody, SearchFilters, UtteranceBody
 from query_service.errors import DeadlineExceeded, Forbidden, Overloaded
 from query_service.gateway import Gateway
@@ -131,8 +133,16 @@ class ContextSession:
         except InvalidInput as exc:
             await self._error(n, "invalid", f"not stored: {exc}")
             return False
+        except ValidationError as exc:  # the id made of a 256-character conversation id
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"]) or "turn"
+            await self._error(n, "invalid", f"not stored: utterance {where}: {err['msg']}")
+            return False
         except Forbidden as exc:
             await self._error(n, "forbidden", f"not stored: {exc}")
+            return False
+        except Conflict as exc:  # the conversation is another user's: a retry cannot help
+            await self._error(n, "invalid", f"not stored: {exc}")
             return False
         except IndexerError as exc:
             await self._error(n, "unavailable", f"not stored: {exc}", 1.0)

@@ -152,6 +152,10 @@ async def _receive_json(ws: WebSocket) -> dict[str, Any] | None:
         data = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise _Close(1003, "bad_json", f"not JSON: {exc.msg}") from exc
+    except (ValueError, RecursionError) as exc:  # a number over 4,300 digits; deep nesting
+        raise _Close(
+            1003, "bad_json", "not JSON this server reads: a number too long or nesting too deep"
+        ) from exc
     if not isinstance(data, dict):
         raise _Close(1003, "bad_json", "each message is a JSON object")
     return data

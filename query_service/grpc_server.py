@@ -39,6 +39,7 @@ from query_service.errors import DeadlineExceeded, Overloaded
 from query_service.gateway import Gateway
 from query_service.grpc_gen import memory_pb2 as pb
 from query_service.grpc_gen import memory_pb2_grpc as pb_grpc
+from query_service.grpc_malformed import MalformedRequests
 from query_service.stream_models import StreamEvent, TurnError
 
 _log = logging.getLogger(__name__)
@@ -93,6 +94,7 @@ class GrpcServer:
                 ("grpc.so_reuseport", 0),  # a port in use is an error, not a shared port
             ],
             maximum_concurrent_rpcs=self._max_concurrent_rpcs,
+            interceptors=[MalformedRequests(SERVICE)],  # bad bytes: INVALID_ARGUMENT
         )
         pb_grpc.add_MemoryServicer_to_server(MemoryServicer(gateway), server)  # type: ignore[no-untyped-call]  # generated
         checks = health.aio.HealthServicer()

@@ -9,6 +9,7 @@ under admission control.
 
 from __future__ import annotations
 
+from indexer.errors import InvalidInput
 from indexer.models import ConversationIn, Filters, UtteranceIn, as_tuple
 from indexer.shard import DocRecord
 from query_service.api_models import (
@@ -24,6 +25,7 @@ from query_service.api_models import (
     TranscriptTurn,
     Turn,
     UtteranceBody,
+    storable,
 )
 from query_service.deadline import Deadline
 from query_service.searcher import SearchResult
@@ -61,7 +63,7 @@ class MemoryService:
         seq = self._services.store.put_conversation(
             tenant,
             ConversationIn(
-                id=conversation_id,
+                id=checked_id(conversation_id, "conversation_id"),
                 user_id=body.user_id,
                 agent_id=body.agent_id,
                 started_at=body.started_at,
@@ -74,6 +76,7 @@ class MemoryService:
     def get_conversation(self, tenant: str, conversation_id: str) -> ConversationResponse:
         """The conversation and its transcript in turn order (NotFound across tenants too)."""
         store = self._services.store
+        conversation_id = checked_id(conversation_id, "conversation_id")
         conv = store.get_conversation(tenant, conversation_id)
         turns = store.transcript(tenant, conversation_id)
         return ConversationResponse(
@@ -100,20 +103,33 @@ class MemoryService:
         )
 
     def delete_conversation(self, tenant: str, conversation_id: str) -> DeleteResponse:
-        seq = self._services.store.delete_conversation(tenant, conversation_id)
+        seq = self._services.store.delete_conversation(
+            tenant, checked_id(conversation_id, "conversation_id")
+        )
         self._services.tailer.poke(seq)
         return DeleteResponse(seq=seq)
 
     def delete_utterance(self, tenant: str, utterance_id: str) -> DeleteResponse:
-        seq = self._services.store.delete_utterance(tenant, utterance_id)
+        seq = self._services.store.delete_utterance(
+            tenant, checked_id(utterance_id, "utterance_id")
+        )
         self._services.tailer.poke(seq)
         return DeleteResponse(seq=seq)
 
     def delete_user(self, tenant: str, user_id: str) -> DeleteResponse:
         """Forget a user's whole memory (idempotent)."""
-        seq = self._services.store.delete_user(tenant, user_id)
+        seq = self._services.store.delete_user(tenant, checked_id(user_id, "user_id"))
         self._services.tailer.poke(seq)
         return DeleteResponse(seq=seq)
+
+
+def checked_id(value: str, name: str) -> str:
+    """An id that came outside a model (a URL path, a proto field), checked as the models
+    check theirs: one the store cannot hold (a NUL) is the client's mistake, not a 503."""
+    try:
+        return storable(value)
+    except ValueError as exc:
+        raise InvalidInput(f"{name}: {exc}") from exc
 
 
 def to_utterance(u: UtteranceBody) -> UtteranceIn:

@@ -14,14 +14,13 @@ client: {"type": "end"}  →  server: {"type": "end", "turns": n}, then close (1
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from indexer.ingest import MAX_TEXT_CHARS
 from indexer.models import Role
-from query_service.api_models import MIN_BUDGET_MS, Id, SearchHit, Text
+from query_service.api_models import MIN_BUDGET_MS, Id, SearchHit, Text, Time
 
 DEFAULT_EXCLUDE_RECENT = 4
 
@@ -48,7 +47,7 @@ class ContextTurn(_Strict):
     text: Annotated[Text, StringConstraints(min_length=1, max_length=MAX_TEXT_CHARS)]
     store: bool = True
     utterance_id: Id | None = None
-    started_at: datetime | None = None
+    started_at: Time | None = None
 
     @model_validator(mode="after")
     def _check(self) -> ContextTurn:

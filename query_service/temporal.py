@@ -75,6 +75,15 @@ def time_range(query: str, now: datetime) -> TimeRange | None:
     """
     if now.tzinfo is None:
         raise ValueError("now needs a time zone")
+    try:
+        return _find(query, now)
+    except (OverflowError, ValueError):
+        # the range would start or end outside the calendar (year 1 to 9999): "in May 0000",
+        # "last year" asked in year 1; such a phrase names no time that can be searched
+        return None
+
+
+def _find(query: str, now: datetime) -> TimeRange | None:
     midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
     if m := _MONTH_RE.search(query):
         month = _MONTHS.index(m.group(2).lower()) + 1

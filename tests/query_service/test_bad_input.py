@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -76,6 +77,22 @@ BAD_REQUESTS: list[tuple[str, str, Any, int, str]] = [
         {"utterances": [utterance(tenant="t")]},
         422,
         "tenant",
+    ),
+    # found by the fuzzers: in UTC these are years 0 and 10000, which the store kept but could
+    # not read back (a 503 on the transcript, and the change feed stopped for every tenant)
+    (
+        "started before year 1 in UTC",
+        "/v1/utterances",
+        {"utterances": [utterance(started_at="0001-01-01T00:00:00+14:00")]},
+        422,
+        "out of range",
+    ),
+    (
+        "ended after 9999 in UTC",
+        "/v1/utterances",
+        {"utterances": [utterance(ended_at="9999-12-31T23:59:59-14:00")]},
+        422,
+        "out of range",
     ),
 ]
 
@@ -205,3 +222,149 @@ def test_a_subnormal_confidence_is_stored_not_a_store_error(app_client) -> None:
         assert client.post("/v1/utterances", json=body).status_code == 200
         (turn,) = client.get("/v1/conversations/c-bad").json()["turns"]
         assert turn["asr_confidence"] == 0.0
+
+
+def test_what_the_fuzzers_found_is_answered_4xx_or_200_not_5xx(app_client) -> None:
+    """Each of these was a 5xx before (tests/query_service/test_fuzz_rest.py and _streams)."""
+    with app_client(keys={"key-alpha-123": "alpha"}) as client:
+        # a NUL in a URL path id: the store cannot hold it (was 503, "store unavailable")
+        for method, path in [
+            ("GET", "/v1/conversations/a%00b"),
+            ("PUT", "/v1/conversations/a%00b"),
+            ("DELETE", "/v1/conversations/%00"),
+            ("DELETE", "/v1/utterances/x%00"),
+            ("DELETE", "/v1/users/%00"),
+        ]:
+            r = client.request(method, path, json={} if method == "PUT" else None, headers=KEY)
+            assert r.status_code == 422, (method, path, r.text)
+            assert r.headers["content-type"] == "application/problem+json"
+            assert "NUL" in r.json()["detail"], r.json()
+
+        # a lone surrogate in a speaker filter (was 500: the lexical index refused the string)
+        raw = '{"query": "x", "filters": {"speaker": ["Maya", "\\udfff"]}}'
+        r = client.post(
+            "/v1/search", content=raw, headers={**KEY, "content-type": "application/json"}
+        )
+        assert r.status_code == 422 and "speaker" in r.json()["detail"], r.text
+
+        # a conversation's start outside the calendar in UTC (was stored, then unreadable)
+        r = client.put(
+            "/v1/conversations/c-time",
+            json={"started_at": "0001-01-01T00:00:00+01:00"},
+            headers=KEY,
+        )
+        assert r.status_code == 422 and "out of range" in r.json()["detail"], r.text
+
+        # a time phrase whose range leaves the calendar names no time (was 500, OverflowError)
+        seq = client.post("/v1/utterances", json=batch("c-t", "maya", MAYA), headers=KEY).json()
+        for query, reference in [
+            ("peanuts in May 0000", None),
+            ("peanuts in December 9999", None),
+            ("peanuts last week", "0001-01-01T00:00:00+00:00"),
+            ("peanuts yesterday", "0001-01-01T00:00:00-14:00"),
+            ("peanuts in December", "9999-12-31T23:00:00+14:00"),
+        ]:
+            body = {"query": query, "min_seq": seq["seq"], "budget_ms": 2000, "mode": "lexical"}
+            if reference:
+                body["reference_time"] = reference
+            r = client.post("/v1/search", json=body, headers=KEY)
+            assert r.status_code == 200, (query, r.text)
+            assert "stale_index" not in r.json()["degraded"]
+            assert r.json()["hits"], query  # no time range: the peanut turns are found
+        assert client.get("/readyz").status_code == 200
+
+
+def test_what_the_fuzzers_found_on_the_streams_is_a_documented_error(
+    database_url, tmp_path, real_embedder, model_cache
+) -> None:
+    """Each of these was an internal error before (a 1011 close, gRPC UNKNOWN)."""
+    import grpc
+    from fastapi.testclient import TestClient
+    from starlette.websockets import WebSocketDisconnect
+
+    from audio_ingest.transcriber import WhisperTranscriber
+    from convmem.wiring import audio_router_for, build_services
+    from query_service.app import create_app
+    from query_service.grpc_gen import memory_pb2 as pb
+    from query_service.grpc_server import GrpcServer
+    from tests.conftest import app_settings
+    from tests.query_service.conftest import wait_ready
+
+    cfg = app_settings(database_url, tmp_path, {"key-alpha-123": "alpha"})
+    server = GrpcServer(port=0, health_interval_s=0.05)
+    audio = audio_router_for(
+        cfg, load_transcriber=lambda: WhisperTranscriber(model="tiny.en", cache_dir=model_cache)
+    )
+    app = create_app(
+        services_factory=lambda: build_services(cfg, embedder=real_embedder),
+        api_keys=cfg.key_map(),
+        routers=[audio],
+        companions=[server],
+    )
+
+    def answer(path: str, *frames: Any) -> tuple[list[dict[str, Any]], int]:
+        events: list[dict[str, Any]] = []
+        with client.websocket_connect(path, headers=KEY) as ws:
+            for frame in frames:
+                ws.send_text(frame if isinstance(frame, str) else json.dumps(frame))
+            try:
+                while True:
+                    events.append(ws.receive_json())
+            except WebSocketDisconnect as exc:
+                return events, exc.code
+
+    with TestClient(app) as client:
+        wait_ready(client)
+        # JSON Python cannot read: nesting past the recursion limit, a 5,000-digit number
+        for frame in ["[" * 60_000, '{"type": "start", "k": 1' + "0" * 5_000 + "}"]:
+            events, close = answer("/v1/context/stream", frame)
+            assert close == 1003 and [e["code"] for e in events] == ["bad_json"], events
+            events, close = answer("/v1/audio/stream", frame)
+            assert close == 1003 and [e["code"] for e in events] == ["invalid_json"], events
+
+        # a stored turn's id made of a 256-character conversation id is over the limit
+        start = {"type": "start", "conversation_id": "c" * 256}
+        turn = {"type": "turn", "speaker": "Maya", "role": "user", "text": "peanuts", "store": True}
+        events, close = answer("/v1/context/stream", start, turn, {"type": "end"})
+        assert close == 1000, events
+        assert [(e["type"], e.get("code")) for e in events] == [
+            ("ready", None),
+            ("error", "invalid"),
+            ("end", None),
+        ], events
+
+        # a turn for a conversation of another user is the client's error, with no retry hint
+        assert client.post("/v1/utterances", json=batch("c-owned", "maya", MAYA[:1]), headers=KEY)
+        start = {"type": "start", "conversation_id": "c-owned", "user_id": "tom"}
+        events, close = answer("/v1/context/stream", start, turn, {"type": "end"})
+        error = next(e for e in events if e["type"] == "error")
+        assert error["code"] == "invalid" and error.get("retry_after_ms") is None, events
+
+        # an audio start time that is not a string, or before year 1 in UTC
+        base = {"type": "start", "conversation_id": "c", "speaker": "Maya", "sample_rate": 16000}
+        for started_at in [5, ["2026-05-01"], "0001-01-01T00:00:00+14:00"]:
+            events, close = answer("/v1/audio/stream", {**base, "started_at": started_at})
+            assert close == 1008 and [e["code"] for e in events] == ["invalid_start"], events
+
+        # gRPC: bytes that are not the request message, and a NUL in an id
+        metadata = (("authorization", "Bearer key-alpha-123"),)
+        not_utf8 = b"\x0a\x02\xc3\x28"  # field 1, a string, that is not UTF-8
+        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            calls = [
+                channel.unary_unary("/convmem.v1.Memory/Search"),
+                lambda raw, **kw: channel.stream_unary("/convmem.v1.Memory/IngestStream")(
+                    iter([raw]), **kw
+                ),
+                lambda raw, **kw: list(
+                    channel.stream_stream("/convmem.v1.Memory/Converse")(iter([raw]), **kw)
+                ),
+            ]
+            for call, raw in [(c, r) for c in calls for r in (not_utf8, b"\xff\xff\xff")]:
+                with pytest.raises(grpc.RpcError) as caught:
+                    call(raw, metadata=metadata, timeout=10)
+                assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, caught.value
+                assert "malformed request" in caught.value.details()
+            delete = channel.unary_unary("/convmem.v1.Memory/DeleteUser")
+            with pytest.raises(grpc.RpcError) as caught:
+                delete(pb.DeleteUserRequest(user_id="\x00").SerializeToString(), metadata=metadata)
+            assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, caught.value
