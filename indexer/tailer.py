@@ -24,6 +24,11 @@ from indexer.shard import IndexShard
 
 _log = logging.getLogger(__name__)
 
+#: with the feed failing, how long to wait before trying the store again (a commit cuts it short)
+RETRY_S = 1.0
+#: with the feed failing, the longest a ``wait_for`` waits
+FAILING_WAIT_S = 0.1
+
 
 class ChangeFeedTailer:
     def __init__(
@@ -113,13 +118,16 @@ class ChangeFeedTailer:
     def wait_for(self, seq: int, timeout_s: float) -> bool:
         """Block until the shard covers ``seq`` or ``timeout_s`` passes; True if covered.
 
-        While the feed is failing (the store is down) it answers False at once: waiting
-        cannot help, and a search that waited would hold its admission slot for nothing."""
+        While the feed is failing (the store is down) it waits ``FAILING_WAIT_S`` at most:
+        longer cannot help, and a search that waited would hold its admission slot for
+        nothing. That short wait is for the store coming back: a write that commits pokes the
+        tailer, which then retries at once, so a read of that write still finds it."""
         if self._shard.seq >= seq:
             return True
         if self._last_error is not None:
-            return False
-        self.poke()
+            timeout_s = min(timeout_s, FAILING_WAIT_S)  # no poke: only a commit proves it back
+        else:
+            self.poke()
         deadline = self._clock() + max(0.0, timeout_s)
         with self._advanced:
             while self._shard.seq < seq:
@@ -138,7 +146,8 @@ class ChangeFeedTailer:
             except IndexerError as exc:  # the store is down: keep serving, retry
                 self._last_error = str(exc)
                 _log.warning("change feed: %s", exc)
-                self._stop.wait(1.0)
+                self._wake.wait(RETRY_S)  # or sooner: a commit (the store is back) pokes
+                self._wake.clear()
             if self._clock() - last_snapshot >= self._snapshot_interval_s:
                 self._snapshot_in_background()
                 last_snapshot = self._clock()

@@ -224,8 +224,8 @@ def test_tailer_keeps_the_shard_fresh_and_waits_for_seq(database_url: str) -> No
 
 
 def test_with_the_feed_failing_a_seq_wait_answers_at_once(database_url: str) -> None:
-    """The store gone, waiting for a seq cannot help: the wait says no at once, so a search
-    marks itself stale instead of holding its admission slot for half its budget."""
+    """The store gone, waiting for a seq cannot help: the wait says no within 0.1 s, so a
+    search marks itself stale instead of holding its admission slot for half its budget."""
     import time
 
     import psycopg
