@@ -46,9 +46,12 @@ def test_searches_go_on_writes_are_refused_and_both_recover() -> None:
             assert phase["searches"][kind]["failed"] == 0, (name, phase["searches"])
     assert summary["targets"]["searches_failed_during_faults"] == 0
 
-    # an index that cannot reach min_seq answers anyway, marked stale
+    # an index that cannot reach min_seq answers anyway, marked stale; a write that commits
+    # as PostgreSQL stops can still make the few searches asked just before it fresh
     ahead = phases["outage"]["searches"]["ahead"]
-    assert ahead["stale"] == ahead["n"] - ahead["shed"]
+    late_writes = phases["outage"]["writes"]["statuses"].get("200", 0)
+    answered = ahead["n"] - ahead["shed"]
+    assert ahead["stale"] == answered if late_writes == 0 else ahead["stale"] >= answered - 3
 
     # a write sent as PostgreSQL stops, or in the second before it is back, may still be
     # stored (200); the rest are refused, every one with a Retry-After, as a problem
