@@ -7,6 +7,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -51,17 +52,32 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     shutil.rmtree(base, ignore_errors=True)
 
 
+@contextmanager
+def fresh_database(server_url: str, prefix: str = "t") -> Iterator[str]:
+    """A new, empty database on the server, dropped afterwards; yields its URL."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"'.encode())
+    try:
+        yield make_conninfo(server_url, dbname=name)
+    finally:
+        drop_database(make_conninfo(server_url, dbname=name), missing_ok=True)
+
+
+def drop_database(database_url: str, *, missing_ok: bool = False) -> None:
+    """Drop the database ``database_url`` names, cutting off whoever is connected to it
+    (how the tests take the store away from a running service)."""
+    name = conninfo_to_dict(database_url)["dbname"]
+    exists = "IF EXISTS " if missing_ok else ""
+    with psycopg.connect(make_conninfo(database_url, dbname="postgres"), autocommit=True) as c:
+        c.execute(f'DROP DATABASE {exists}"{name}" WITH (FORCE)'.encode())
+
+
 @pytest.fixture
 def database_url(server_url: str) -> Iterator[str]:
     """A fresh, empty database for one test (tests commit, so they cannot share one)."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"'.encode())
-    params = conninfo_to_dict(server_url)
-    params["dbname"] = name
-    yield make_conninfo(**params)  # type: ignore[arg-type]  # dict of str conninfo values
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'.encode())
+    with fresh_database(server_url) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -10,17 +10,14 @@ from __future__ import annotations
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import psycopg
 import pytest
 import uvicorn
 from fastapi import FastAPI
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from convmem.wiring import build_services
 from convmem_client import Client, GrpcClient
@@ -29,7 +26,7 @@ from indexer.protocols import Embedder
 from query_service.admission import Admission, AdmissionParams
 from query_service.app import create_app
 from query_service.grpc_server import GrpcServer
-from tests.conftest import app_settings
+from tests.conftest import app_settings, fresh_database
 
 KEY_A, KEY_B = "key-a-0123456789", "key-b-0123456789"
 KEYS = {KEY_A: "tenant-a", KEY_B: "tenant-b"}
@@ -54,14 +51,8 @@ def client_embedder(model_cache: Path) -> Embedder:
 
 @pytest.fixture(scope="module")
 def module_database(server_url: str) -> Iterator[str]:
-    name = f"c_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"'.encode())
-    params = conninfo_to_dict(server_url)
-    params["dbname"] = name
-    yield make_conninfo(**params)  # type: ignore[arg-type]  # dict of str conninfo values
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'.encode())
+    with fresh_database(server_url, "c") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,6 @@ import shutil
 import subprocess
 import tempfile
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime, timedelta
@@ -28,7 +27,6 @@ import numpy as np
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from convmem.cli import main
 from convmem.wiring import build_auth, build_services
@@ -40,7 +38,7 @@ from indexer.models import Role, UtteranceIn
 from indexer.pg_store import PgStore
 from indexer.protocols import Embedder
 from query_service.app import create_app
-from tests.conftest import app_settings
+from tests.conftest import app_settings, fresh_database
 from tests.query_service.conftest import CountingEmbedder, wait_ready
 from tests.query_service.helpers import MAYA, TOM, batch
 from tests.query_service.test_api import ids, ingest, search
@@ -62,14 +60,8 @@ def tools() -> bk.PgTools:
 @pytest.fixture
 def other_database(server_url: str) -> Iterator[str]:
     """A second fresh database on the same server: the restore target."""
-    name = f"r_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"'.encode())
-    params = conninfo_to_dict(server_url)
-    params["dbname"] = name
-    yield make_conninfo(**params)  # type: ignore[arg-type]  # dict of str conninfo values
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'.encode())
+    with fresh_database(server_url, "r") as url:
+        yield url
 
 
 def utterances(conv: str, user: str, turns: list[tuple[str, str, str]]) -> list[UtteranceIn]:

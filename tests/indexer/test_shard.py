@@ -18,6 +18,7 @@ from indexer.pg_store import PgStore
 from indexer.shard import IndexShard
 from indexer.snapshot import load_snapshot, save_snapshot
 from indexer.tailer import ChangeFeedTailer
+from tests.conftest import drop_database
 
 DIM = 16
 T0 = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
@@ -228,17 +229,12 @@ def test_with_the_feed_failing_a_seq_wait_answers_at_once(database_url: str) -> 
     search marks itself stale instead of holding its admission slot for half its budget."""
     import time
 
-    import psycopg
-    from psycopg.conninfo import conninfo_to_dict, make_conninfo
-
     store = PgStore.connect(database_url)
     tailer = ChangeFeedTailer(store=store, shard=new_shard(), poll_interval_s=0.02)
     try:
         tailer.start()
         assert tailer.wait_for(0, 1.0)
-        name = conninfo_to_dict(database_url)["dbname"]
-        with psycopg.connect(make_conninfo(database_url, dbname="postgres"), autocommit=True) as c:
-            c.execute(f'DROP DATABASE "{name}" WITH (FORCE)'.encode())
+        drop_database(database_url)
         deadline = time.monotonic() + 30
         while tailer.last_error is None:
             assert time.monotonic() < deadline, "the feed never noticed the store was gone"

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.conftest import drop_database
 from tests.query_service.helpers import MAYA, TOM, batch
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -214,17 +215,12 @@ def test_turns_before_the_owner_was_known_are_found_by_user(app_client) -> None:
 
 
 def test_readyz_checks_that_the_store_answers(app_client, database_url: str) -> None:
-    import psycopg
-    from psycopg.conninfo import conninfo_to_dict, make_conninfo
-
     with app_client() as client:
         seq = ingest(client, batch("trip", "maya", MAYA))
         assert search(client, "peanuts", seq)["hits"]
         assert client.get("/readyz").status_code == 200
         assert client.get("/readyz/serving").json()["degraded"] == []
-        name = conninfo_to_dict(database_url)["dbname"]
-        with psycopg.connect(make_conninfo(database_url, dbname="postgres"), autocommit=True) as c:
-            c.execute(f'DROP DATABASE "{name}" WITH (FORCE)'.encode())
+        drop_database(database_url)
         resp = client.get("/readyz")
         assert resp.status_code == 503
         assert resp.headers["content-type"].startswith("application/problem+json")

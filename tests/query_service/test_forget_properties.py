@@ -13,22 +13,19 @@ After every step, for each tenant:
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-import uuid
+from contextlib import ExitStack
 from pathlib import Path
+from tempfile import TemporaryDirectory
 from typing import Any
 
-import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from indexer.protocols import Embedder
-from tests.conftest import app_settings
+from tests.conftest import app_settings, fresh_database
 from tests.query_service.conftest import app_for, wait_ready
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -51,13 +48,9 @@ class Forgetting(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        self.dbname = f"p_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(self.server_url, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{self.dbname}"'.encode())
-        params = conninfo_to_dict(self.server_url)
-        params["dbname"] = self.dbname
-        self.url = make_conninfo(**params)  # type: ignore[arg-type]  # str conninfo values
-        self.tmp = Path(tempfile.mkdtemp(prefix="convmem-prop-"))
+        self._resources = ExitStack()
+        self.url = self._resources.enter_context(fresh_database(self.server_url, "p"))
+        self.tmp = Path(self._resources.enter_context(TemporaryDirectory(prefix="convmem-prop-")))
         self.client: TestClient | None = None
         self.seq = 0
         self.counter = 0
@@ -213,9 +206,7 @@ class Forgetting(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         self._stop()
-        with psycopg.connect(self.server_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{self.dbname}" WITH (FORCE)'.encode())
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        self._resources.close()
 
 
 def test_forgotten_data_never_returns_and_tenants_never_mix(

@@ -44,7 +44,7 @@ from query_service.grpc_server import GrpcServer
 from query_service.rate_limit import Rate, RateLimits
 from query_service.services import Services
 from query_service.sessions import SessionLimits
-from tests.conftest import app_settings
+from tests.conftest import app_settings, drop_database
 from tests.query_service.conftest import wait_ready
 from tests.query_service.helpers import MAYA, T0, TOM
 
@@ -837,14 +837,9 @@ def test_grpc_is_not_imported_unless_served() -> None:
 def test_with_the_store_gone_health_stays_serving_and_only_writes_are_unavailable(
     grpc_app, database_url: str
 ) -> None:
-    import psycopg
-    from psycopg.conninfo import conninfo_to_dict, make_conninfo
-
     with grpc_app() as run:
         seq = ingest(run.stub, utterances("maya-1", "maya", MAYA))
-        name = conninfo_to_dict(database_url)["dbname"]
-        with psycopg.connect(make_conninfo(database_url, dbname="postgres"), autocommit=True) as c:
-            c.execute(f'DROP DATABASE "{name}" WITH (FORCE)'.encode())
+        drop_database(database_url)
         # the feed fails from now on; a load balancer must still send searches here
         wait_until(lambda: run.app.state.services.tailer.last_error is not None, timeout_s=30)
         time.sleep(0.5)  # ten rounds of the health watcher (every 50 ms here)
