@@ -28,7 +28,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -42,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from eval.crash_writers import AudioWriter, Ledger, RestWriter, speech_pcm
+from eval.serve_process import free_port, start_serve, wait_ready
 
 KEY, TENANT = "crash-key", "acme"
 SPOKEN = (
@@ -76,47 +76,26 @@ class Server:
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
-        self.port = _free_port()
+        self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self._proc: subprocess.Popen[bytes] | None = None
         self.log: Path | None = None
 
     def start(self, name: str, timeout_s: float = 300) -> float:
-        env = dict(os.environ)
-        env.update(
-            CONVMEM_DATA_DIR=str(self.data_dir),
-            CONVMEM_DEMO_DATA="false",
-            CONVMEM_PORT=str(self.port),
-            CONVMEM_GRPC__PORT="0",
-            CONVMEM_API_KEYS=f"{KEY}:{TENANT}",
-            CONVMEM_INDEX__SNAPSHOT_INTERVAL_S="1",
-            XDG_RUNTIME_DIR=os.environ.get("XDG_RUNTIME_DIR", tempfile.gettempdir()),
-        )
-        env.pop("DATABASE_URL", None)
+        env = {
+            "CONVMEM_DATA_DIR": str(self.data_dir),
+            "CONVMEM_DEMO_DATA": "false",
+            "CONVMEM_PORT": str(self.port),
+            "CONVMEM_GRPC__PORT": "0",
+            "CONVMEM_API_KEYS": f"{KEY}:{TENANT}",
+            "CONVMEM_INDEX__SNAPSHOT_INTERVAL_S": "1",
+            "XDG_RUNTIME_DIR": os.environ.get("XDG_RUNTIME_DIR", tempfile.gettempdir()),
+        }
         self.log = self.data_dir.parent / f"server-{name}.log"
         t0 = time.monotonic()
-        with self.log.open("wb") as out:  # the child keeps its own copy
-            self._proc = subprocess.Popen(
-                [sys.executable, "-m", "convmem", "serve"], env=env, stdout=out, stderr=out
-            )
-        self._wait_ready(timeout_s)
+        self._proc = start_serve(env, log=self.log, unset=("DATABASE_URL",))
+        wait_ready(self.base_url, self._proc, log=self.log, timeout_s=timeout_s)
         return time.monotonic() - t0
-
-    def _wait_ready(self, timeout_s: float) -> None:
-        import httpx
-
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            assert self._proc is not None
-            if self._proc.poll() is not None:
-                raise RuntimeError(f"the server exited with {self._proc.returncode}: {self.log}")
-            try:
-                if httpx.get(f"{self.base_url}/readyz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"the server was not ready in {timeout_s:.0f} s: {self.log}")
 
     def kill(self) -> None:
         assert self._proc is not None
@@ -128,10 +107,8 @@ class Server:
         self._proc.terminate()
         return self._proc.wait(60)
 
-    def log_says(self, pattern: str) -> bool:
-        if self.log is None:
-            return False
-        return re.search(pattern, self.log.read_text("utf-8", "replace")) is not None
+    def log_text(self) -> str:
+        return "" if self.log is None else self.log.read_text("utf-8", "replace")
 
 
 def verify(server: Server, ledger: Ledger, conversations: Sequence[str], out: Round) -> None:
@@ -233,11 +210,12 @@ def run(
             t.join(30)
         acked, deleted = ledger.count()
         restart_s = server.start(f"round{n}")
+        log = server.log_text()
         snapshot = (
             "loaded"
-            if server.log_says(r"loaded snapshot")
+            if "loaded snapshot" in log
             else "rebuilt"
-            if server.log_says(r"no usable snapshot")
+            if "no usable snapshot" in log
             else "none"
         )
         result = Round(
@@ -248,7 +226,7 @@ def run(
             calls_cut_off=ledger.failed - failed_before,
             restart_s=round(restart_s, 2),
             snapshot=snapshot,
-            reclaimed_postmaster=bool(server.log_says(r"reclaimed")),
+            reclaimed_postmaster="reclaimed" in log,
         )
         verify(server, ledger, sorted(ledger.touched), result)
         results.append(result)
@@ -326,12 +304,6 @@ def render(report: dict[str, Any]) -> str:
     if examples:
         lines += ["", "Examples:", *[f"- {e}" for e in examples[:20]]]
     return "\n".join(lines) + "\n"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def main(argv: Sequence[str] | None = None) -> int:

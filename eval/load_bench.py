@@ -24,12 +24,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -38,51 +35,26 @@ import numpy as np
 
 from eval.bench_report import machine, write_report
 from eval.load_scenarios import Target, run_size
+from eval.serve_process import free_port, start_serve, wait_ready
 from eval.synthetic import SyntheticCorpus
 
 KEYS = {"bench-key-acme": "acme", "bench-key-beta": "beta"}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def start_server(data_dir: Path) -> tuple[subprocess.Popen[bytes], Target]:
-    http, grpc_port = _free_port(), _free_port()
-    env = dict(os.environ)
-    env.update(
-        CONVMEM_DATA_DIR=str(data_dir),
-        CONVMEM_DEMO_DATA="false",
-        CONVMEM_PORT=str(http),
-        CONVMEM_GRPC__PORT=str(grpc_port),
-        CONVMEM_API_KEYS=",".join(f"{k}:{t}" for k, t in KEYS.items()),
+    http, grpc_port = free_port(), free_port()
+    env = {
+        "CONVMEM_DATA_DIR": str(data_dir),
+        "CONVMEM_DEMO_DATA": "false",
+        "CONVMEM_PORT": str(http),
+        "CONVMEM_GRPC__PORT": str(grpc_port),
+        "CONVMEM_API_KEYS": ",".join(f"{k}:{t}" for k, t in KEYS.items()),
         # no periodic snapshot inside the measured window (see docs/LOAD.md: it stalls
         # searches once after a large ingest, which is measured on its own)
-        CONVMEM_INDEX__SNAPSHOT_INTERVAL_S="3600",
-    )
-    with open(data_dir / "server.log", "wb") as log:  # the child keeps its own copy
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "convmem", "serve"], env=env, stdout=log, stderr=log
-        )
+        "CONVMEM_INDEX__SNAPSHOT_INTERVAL_S": "3600",
+    }
+    proc = start_serve(env, log=data_dir / "server.log")
     return proc, Target(host="127.0.0.1", http_port=http, grpc_port=grpc_port, keys=KEYS)
-
-
-def wait_ready(target: Target, proc: subprocess.Popen[bytes], timeout_s: float = 300) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the server exited with {proc.returncode}; see server.log")
-        try:
-            if httpx.get(f"{target.base_url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError("the server did not become ready")
 
 
 def render(report: dict[str, Any]) -> str:
@@ -201,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         data_dir.mkdir(parents=True, exist_ok=True)
         proc, target = start_server(data_dir)
         try:
-            wait_ready(target, proc)
+            wait_ready(target.base_url, proc, log=data_dir / "server.log")
             loaded = 0
             for size in sorted(args.sizes):
                 report["sizes"].append(

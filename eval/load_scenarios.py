@@ -36,18 +36,6 @@ class Target:
         return next(k for k, t in self.keys.items() if t == tenant)
 
 
-def _utt(u: SyntheticUtterance) -> dict[str, Any]:
-    return {
-        "id": u.id,
-        "conversation_id": u.conversation_id,
-        "user_id": u.user_id,
-        "speaker": u.speaker,
-        "role": u.role,
-        "text": u.text,
-        "started_at": u.started_at.isoformat(),
-    }
-
-
 class Searches:
     """Scoped hybrid searches over REST or gRPC; ``send(i)`` → (status, degraded)."""
 
@@ -163,7 +151,7 @@ async def load_corpus(target: Target, utts: Sequence[SyntheticUtterance]) -> Non
     )
     bar = tqdm(total=len(utts), desc="load corpus", unit="utt", file=sys.stderr)
     for i in range(0, len(utts), INGEST_BATCH):
-        chunk = [_utt(u) for u in utts[i : i + INGEST_BATCH]]
+        chunk = [u.api_body() for u in utts[i : i + INGEST_BATCH]]
         for attempt in range(100):
             status, data = await pool.post("/v1/utterances", {"utterances": chunk})
             if status == 200:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import queue
-import socket
 import sys
 import tempfile
 import threading
@@ -28,13 +27,8 @@ from tqdm import tqdm
 
 from convmem_client import Client, ConvmemError, RetryPolicy
 from eval.bench_report import machine, percentiles, write_report
+from eval.serve_process import free_port
 from eval.synthetic import SyntheticCorpus
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def run(n: int, batch: int, users: int, data_dir: Path, rate: float = 0.0) -> dict[str, Any]:
@@ -45,7 +39,7 @@ def run(n: int, batch: int, users: int, data_dir: Path, rate: float = 0.0) -> di
     from convmem.wiring import build_app
 
     settings = Settings(data_dir=data_dir, demo_data=False)
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(build_app(settings), host="127.0.0.1", port=port, log_level="warning")
     )
@@ -60,21 +54,7 @@ def run(n: int, batch: int, users: int, data_dir: Path, rate: float = 0.0) -> di
         except ConvmemError:
             raise SystemExit("the service did not become ready") from None
         utts = SyntheticCorpus(seed=1).utterances(n, users=users)
-        batches = [
-            [
-                {
-                    "id": u.id,
-                    "conversation_id": u.conversation_id,
-                    "user_id": u.user_id,
-                    "speaker": u.speaker,
-                    "role": u.role,
-                    "text": u.text,
-                    "started_at": u.started_at.isoformat(),
-                }
-                for u in utts[i : i + batch]
-            ]
-            for i in range(0, n, batch)
-        ]
+        batches = [[u.api_body() for u in utts[i : i + batch]] for i in range(0, n, batch)]
         acks: queue.Queue[tuple[int, float] | None] = queue.Queue()
         fresh_ms: list[float] = []
         stale = 0

@@ -20,12 +20,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -36,68 +33,31 @@ from eval.loadgen import HttpPool
 from eval.outage_load import Plan, Records, Scenario
 from eval.outage_report import render, summarise
 from eval.pg_control import PgControl
+from eval.serve_process import free_port, start_serve, wait_ready
 from eval.synthetic import SyntheticCorpus
 
 HOST = "127.0.0.1"
 TENANT = "default"  # no API keys
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
 def start_server(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
     """``convmem serve`` on the embedded PostgreSQL in ``data_dir/pg``; logs to server.log."""
-    env = dict(os.environ)
-    for name in ("DATABASE_URL", "CONVMEM_POSTGRES__URL", "CONVMEM_API_KEYS"):
-        env.pop(name, None)
-    env.update(
-        CONVMEM_DATA_DIR=str(data_dir),
-        CONVMEM_DEMO_DATA="true",
-        CONVMEM_PORT=str(port),
-        CONVMEM_GRPC__PORT="0",
-        CONVMEM_INDEX__SNAPSHOT_INTERVAL_S="3600",  # no snapshot inside the measured window
-    )
-    with open(data_dir / "server.log", "wb") as log:  # the child keeps its own copy
-        return subprocess.Popen(
-            [sys.executable, "-m", "convmem", "serve"], env=env, stdout=log, stderr=log
-        )
-
-
-def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout_s: float = 300) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the server exited with {proc.returncode}; see server.log")
-        try:
-            if httpx.get(f"http://{HOST}:{port}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError("the server did not become ready")
+    env = {
+        "CONVMEM_DATA_DIR": str(data_dir),
+        "CONVMEM_DEMO_DATA": "true",
+        "CONVMEM_PORT": str(port),
+        "CONVMEM_GRPC__PORT": "0",
+        "CONVMEM_INDEX__SNAPSHOT_INTERVAL_S": "3600",  # no snapshot inside the measured window
+    }
+    unset = ("DATABASE_URL", "CONVMEM_POSTGRES__URL", "CONVMEM_API_KEYS")
+    return start_serve(env, log=data_dir / "server.log", unset=unset)
 
 
 async def load_corpus(port: int, n: int, users: int) -> None:
     pool = HttpPool(HOST, port, size=1, headers={})
     utts = SyntheticCorpus(seed=0).utterances(n, users=users)
     for i in range(0, len(utts), 500):
-        chunk = [
-            {
-                "id": u.id,
-                "conversation_id": u.conversation_id,
-                "user_id": u.user_id,
-                "speaker": u.speaker,
-                "role": u.role,
-                "text": u.text,
-                "started_at": u.started_at.isoformat(),
-            }
-            for u in utts[i : i + 500]
-        ]
+        chunk = [u.api_body() for u in utts[i : i + 500]]
         status, data = await pool.post("/v1/utterances", {"utterances": chunk})
         if status != 200:
             raise RuntimeError(f"loading the corpus failed: {status} {data}")
@@ -127,11 +87,11 @@ def durability(control: PgControl, rec: Records) -> dict[str, Any]:
 
 def measure(plan: Plan, *, data_dir: Path, corpus: int) -> dict[str, Any]:
     """Serve from ``data_dir``, load ``corpus`` utterances, run ``plan``; the report body."""
-    port = _free_port()
+    port = free_port(HOST)
     control = PgControl(pgdata=data_dir / "pg")
     proc = start_server(data_dir, port)
     try:
-        wait_ready(port, proc)
+        wait_ready(f"http://{HOST}:{port}", proc, log=data_dir / "server.log")
         asyncio.run(load_corpus(port, corpus, plan.users))
         queries = SyntheticCorpus(seed=1).queries(2000)
         scenario = Scenario(host=HOST, port=port, control=control, queries=queries, plan=plan)

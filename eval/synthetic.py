@@ -26,6 +26,18 @@ class SyntheticUtterance:
     text: str
     started_at: datetime
 
+    def api_body(self) -> dict[str, str]:
+        """The utterance as ``POST /v1/utterances`` takes it."""
+        return {
+            "id": self.id,
+            "conversation_id": self.conversation_id,
+            "user_id": self.user_id,
+            "speaker": self.speaker,
+            "role": self.role,
+            "text": self.text,
+            "started_at": self.started_at.isoformat(),
+        }
+
 
 class SyntheticCorpus:
     """Words are Zipf-distributed over a made-up vocabulary plus common English words."""
