@@ -2,30 +2,26 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import numpy.typing as npt
 import pytest
-import uvicorn
 
 from audio_ingest.audio_io import SAMPLE_RATE, read_audio, resample
 from audio_ingest.protocols import Transcriber
 from audio_ingest.speech_set import espeak_available
 from audio_ingest.speech_set import speak as speak_to
 from audio_ingest.transcriber import WhisperTranscriber
-from convmem.wiring import audio_router_for, build_services
+from convmem.wiring import audio_router_for
 from indexer.embedders import load_embedder
 from indexer.protocols import Embedder
-from query_service.app import create_app
 from tests.conftest import app_settings
+from tests.query_service.conftest import app_for
+from tests.query_service.live_server import serve
 
 
 def speak(text: str, path: Path, **kw: Any) -> Path:
@@ -49,12 +45,6 @@ def tiny_en(model_cache: Path) -> Transcriber:
     return WhisperTranscriber(model="tiny.en", cache_dir=model_cache)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def live_server(
     database_url: str, tmp_path: Path, tiny_en: Transcriber, embedder: Embedder
@@ -65,38 +55,7 @@ def live_server(
     def make(*, keys: dict[str, str] | None = None, **settings: object) -> Iterator[str]:
         cfg = app_settings(database_url, tmp_path, keys, **settings)
         router = audio_router_for(cfg, load_transcriber=lambda: tiny_en)
-        app = create_app(
-            services_factory=lambda: build_services(cfg, embedder=embedder),
-            api_keys=cfg.key_map(),
-            routers=[router],
-            rates=cfg.limits.rates(),
-            sessions=cfg.limits.sessions(),
-        )
-        port = _free_port()
-        server = uvicorn.Server(
-            uvicorn.Config(
-                app, host="127.0.0.1", port=port, log_level="warning", ws="websockets-sansio"
-            )
-        )
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        base = f"http://127.0.0.1:{port}"
-        headers = {"Authorization": f"Bearer {next(iter(keys))}"} if keys else {}
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/readyz", headers=headers, timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        else:
-            server.should_exit = True
-            raise AssertionError("server not ready in time")
-        try:
+        with serve(app_for(cfg, embedder, routers=[router])) as base:
             yield base
-        finally:
-            server.should_exit = True
-            thread.join(timeout=10)
 
     return make

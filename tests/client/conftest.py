@@ -19,14 +19,13 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
-from convmem.wiring import build_services
 from convmem_client import Client, GrpcClient
 from indexer.embedders import load_embedder
 from indexer.protocols import Embedder
 from query_service.admission import Admission, AdmissionParams
-from query_service.app import create_app
 from query_service.grpc_server import GrpcServer
 from tests.conftest import app_settings, fresh_database
+from tests.query_service.conftest import app_for
 
 KEY_A, KEY_B = "key-a-0123456789", "key-b-0123456789"
 KEYS = {KEY_A: "tenant-a", KEY_B: "tenant-b"}
@@ -70,12 +69,7 @@ def live(
         retry_after_s=RETRY_AFTER_S,
         pressure_share=1.0,
     )
-    app = create_app(
-        services_factory=lambda: build_services(cfg, embedder=client_embedder),
-        api_keys=cfg.key_map(),
-        admission=one_slot,
-        companions=[grpc_server],
-    )
+    app = app_for(cfg, client_embedder, admission=one_slot, companions=[grpc_server])
     with serve(app) as url:
         target = f"127.0.0.1:{grpc_server.port}"
         with Client(url) as rest, GrpcClient(target) as grpc:  # health is polled: it lags

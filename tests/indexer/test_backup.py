@@ -29,7 +29,6 @@ import pytest
 from fastapi.testclient import TestClient
 
 from convmem.cli import main
-from convmem.wiring import build_auth, build_services
 from indexer import backup as bk
 from indexer.embedded_pg import EmbeddedPostgres
 from indexer.embedders import load_embedder
@@ -37,9 +36,8 @@ from indexer.errors import BackupError
 from indexer.models import Role, UtteranceIn
 from indexer.pg_store import PgStore
 from indexer.protocols import Embedder
-from query_service.app import create_app
 from tests.conftest import app_settings, fresh_database
-from tests.query_service.conftest import CountingEmbedder, wait_ready
+from tests.query_service.conftest import CountingEmbedder, app_for, wait_ready
 from tests.query_service.helpers import MAYA, TOM, batch
 from tests.query_service.test_api import ids, ingest, search
 
@@ -219,13 +217,7 @@ def serve(tmp_path: Path, model_cache: Path) -> Callable[..., AbstractContextMan
     @contextmanager
     def make(url: str, embedder: Embedder) -> Iterator[TestClient]:
         cfg = app_settings(url, tmp_path)
-        app = create_app(
-            services_factory=lambda: build_services(cfg, embedder=embedder),
-            auth=build_auth(cfg),
-            admission=cfg.admission.params(),
-            max_body_bytes=cfg.admission.max_body_bytes,
-        )
-        with TestClient(app) as client:
+        with TestClient(app_for(cfg, embedder)) as client:
             wait_ready(client)
             yield client
 

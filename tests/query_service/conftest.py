@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -67,16 +68,18 @@ def app_client(
     return make
 
 
-def app_for(cfg: Settings, embedder: Embedder) -> FastAPI:
-    """The app as ``convmem serve`` builds it from ``cfg``, with this embedder."""
-    return create_app(
-        services_factory=lambda: build_services(cfg, embedder=embedder),
-        auth=build_auth(cfg),
-        admission=cfg.admission.params(),
-        max_body_bytes=cfg.admission.max_body_bytes,
-        rates=cfg.limits.rates(),
-        sessions=cfg.limits.sessions(),
-    )
+def app_for(cfg: Settings, embedder: Embedder, **overrides: Any) -> FastAPI:
+    """The app as ``convmem serve`` builds it from ``cfg``, with this embedder; ``overrides``
+    are ``create_app`` arguments (``routers``, ``companions``, ``admission``)."""
+    args: dict[str, Any] = {
+        "auth": build_auth(cfg),
+        "admission": cfg.admission.params(),
+        "max_body_bytes": cfg.admission.max_body_bytes,
+        "rates": cfg.limits.rates(),
+        "sessions": cfg.limits.sessions(),
+    }
+    args.update(overrides)
+    return create_app(services_factory=lambda: build_services(cfg, embedder=embedder), **args)
 
 
 def wait_ready(client: TestClient, timeout_s: float = 60.0) -> None:

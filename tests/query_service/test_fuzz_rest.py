@@ -42,10 +42,9 @@ from hypothesis.errors import FlakyStrategyDefinition
 from schemathesis import Case, CheckContext, CheckFunction, GenerationMode, Response
 from schemathesis.checks import not_a_server_error
 
-from convmem.wiring import build_auth, build_services
 from indexer.protocols import Embedder
-from query_service.app import create_app
 from tests.conftest import app_settings
+from tests.query_service.conftest import app_for
 from tests.query_service.live_server import serve
 
 pytestmark = [
@@ -168,15 +167,7 @@ def for_fuzzing(spec: dict[str, Any]) -> dict[str, Any]:
 @pytest.fixture
 def live_url(database_url: str, tmp_path: Path, real_embedder: Embedder) -> Iterator[str]:
     cfg = app_settings(database_url, tmp_path, {KEY: "acme", **SCENARIO_KEYS})
-    app = create_app(
-        services_factory=lambda: build_services(cfg, embedder=real_embedder),
-        auth=build_auth(cfg),
-        admission=cfg.admission.params(),
-        max_body_bytes=cfg.admission.max_body_bytes,
-        rates=cfg.limits.rates(),
-        sessions=cfg.limits.sessions(),
-    )
-    with serve(app) as url:
+    with serve(app_for(cfg, real_embedder)) as url:
         yield url
 
 

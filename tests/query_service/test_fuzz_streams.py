@@ -40,12 +40,12 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from audio_ingest.transcriber import WhisperTranscriber
-from convmem.wiring import audio_router_for, build_auth, build_services
+from convmem.wiring import audio_router_for
 from indexer.protocols import Embedder
-from query_service.app import create_app
 from query_service.grpc_gen import memory_pb2 as pb
 from query_service.grpc_server import GrpcServer
 from tests.conftest import app_settings
+from tests.query_service.conftest import app_for
 from tests.query_service.fuzz_inputs import (
     FRAME,
     RAW,
@@ -108,14 +108,7 @@ def live(
     audio = audio_router_for(  # Whisper loads only when a start message is valid
         cfg, load_transcriber=lambda: WhisperTranscriber(model="tiny.en", cache_dir=model_cache)
     )
-    app = create_app(
-        services_factory=lambda: build_services(cfg, embedder=real_embedder),
-        auth=build_auth(cfg),
-        routers=[audio],
-        companions=[grpc_server],
-        rates=cfg.limits.rates(),
-        sessions=cfg.limits.sessions(),
-    )
+    app = app_for(cfg, real_embedder, routers=[audio], companions=[grpc_server])
     with serve(app) as url:
         yield Live(url=url, grpc_target=f"127.0.0.1:{grpc_server.port}")
 
