@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev,eval,audio]'
+	$(PY) -m pip install -q -e '.[dev,eval,audio,milvus,opensearch]'
 	$(VENV)/bin/convmem fetch-models
 	rm -f $(VENV)/.installed-*
 	touch $@

@@ -11,55 +11,22 @@ import bisect
 import threading
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
-from datetime import datetime
+from dataclasses import replace
 
 import numpy as np
 import numpy.typing as npt
 
-from indexer.models import PLAIN_BM25, Change, Filters, IndexDoc, LexicalOptions, Role
+from indexer.models import PLAIN_BM25, Change, Filters, IndexDoc, LexicalOptions
 from indexer.protocols import LexicalIndex, VectorIndex
+from indexer.records import DocRecord, record_of
 from ranking.hits import Hits
 from ranking.question_prior import is_question
+
+__all__ = ["DocRecord", "IndexShard"]
 
 # The key of a tenant's speaker counts over all its users. No user id equals it: PostgreSQL
 # text cannot hold a NUL character.
 _ALL_USERS = "\x00all"
-
-
-@dataclass(frozen=True, slots=True)
-class DocRecord:
-    """What a search returns about one utterance."""
-
-    uid: int
-    tenant: str
-    id: str
-    conversation_id: str
-    user_id: str | None
-    turn: int
-    speaker: str
-    role: Role
-    text: str
-    started_at: datetime
-
-    @property
-    def order_key(self) -> tuple[float, int, int]:
-        return (self.started_at.timestamp(), self.turn, self.uid)
-
-    def index_doc(self, embedding: npt.NDArray[np.float32], context: str = "") -> IndexDoc:
-        """This utterance as the indexes take it, with its vector and window context."""
-        return IndexDoc(
-            uid=self.uid,
-            tenant=self.tenant,
-            user_id=self.user_id,
-            conversation_id=self.conversation_id,
-            speaker=self.speaker,
-            role=self.role,
-            started_at=self.started_at.timestamp(),
-            text=self.text,
-            embedding=embedding,
-            context=context,
-        )
 
 
 class IndexShard:
@@ -237,6 +204,17 @@ class IndexShard:
             window = turns[max(0, i - before) : i] + turns[i + 1 : i + 1 + after]
             return [self._docs[key[2]] for key in window if key[2] in self._docs]
 
+    def context_many(
+        self, uids: Sequence[int], *, before: int, after: int
+    ) -> dict[int, list[DocRecord]]:
+        """``context`` of each live uid (``IndexTier.context_many``)."""
+        out = {}
+        with self._lock:
+            for uid in uids:
+                if int(uid) in self._docs:
+                    out[int(uid)] = self.context(int(uid), before=before, after=after)
+        return out
+
     def export(self) -> tuple[int, list[DocRecord], npt.NDArray[np.float32]]:
         """A consistent copy: the covered ``seq``, the live records and their vectors (rows)."""
         with self._lock:
@@ -247,28 +225,5 @@ class IndexShard:
 
 
 def _to_doc(change: Change, embedding: npt.NDArray[np.float32]) -> tuple[IndexDoc, DocRecord]:
-    u = change.utterance
-    doc = IndexDoc(
-        uid=change.uid,
-        tenant=u.tenant,
-        user_id=u.user_id,
-        conversation_id=u.conversation_id,
-        speaker=u.speaker,
-        role=u.role,
-        started_at=u.started_at.timestamp(),
-        text=u.text,
-        embedding=embedding,
-    )
-    rec = DocRecord(
-        uid=change.uid,
-        tenant=u.tenant,
-        id=u.id,
-        conversation_id=u.conversation_id,
-        user_id=u.user_id,
-        turn=u.turn,
-        speaker=u.speaker,
-        role=u.role,
-        text=u.text,
-        started_at=u.started_at,
-    )
-    return doc, rec
+    rec = record_of(change)
+    return rec.index_doc(embedding), rec

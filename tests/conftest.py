@@ -84,3 +84,24 @@ def database_url(server_url: str) -> Iterator[str]:
 def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One ONNX export per test session, shared by every embedder the tests build."""
     return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="session")
+def milvus_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Milvus server: ``MILVUS_URI`` if set, else the pinned wheel's binary, this session."""
+    external = os.environ.get("MILVUS_URI")
+    if external:
+        yield external
+        return
+    from eval.serve_process import free_port
+    from indexer.milvus_server import EmbeddedMilvus
+
+    server = EmbeddedMilvus(tmp_path_factory.mktemp("milvus"), port=free_port()).start()
+    yield server.uri
+    server.stop()
+
+
+@pytest.fixture
+def milvus_collection() -> str:
+    """A collection name no other test uses."""
+    return f"t_{uuid.uuid4().hex[:12]}"
