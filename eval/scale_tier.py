@@ -1,0 +1,113 @@
+"""What the scale benchmark asks of a tier, and the timing loop every tier goes through.
+
+A tier is a small adapter (`ScaleTier`): it builds itself from the corpus (returning its
+build figures), answers the three calls the benchmark times, and reports its size. The
+in-process and Milvus tiers answer ``hybrid`` through the same `Searcher` with default
+`SearchParams`, so their figures compare like for like; pgvector answers it with one SQL
+statement. ``measure`` times each call per scope and keeps the top-k ids of each
+for the recall figures.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+from tqdm import tqdm
+
+from eval.bench_report import percentiles
+from eval.scale_corpus import Corpus, Scope
+from indexer.models import Filters
+
+K = 10
+#: the served search budget (``LatencyBudgets.total_ms``)
+BUDGET_MS = 50.0
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A hybrid search's top-k ids, and what the searcher says about it."""
+
+    ids: list[int]
+    degraded: list[str] = field(default_factory=list)
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+class ScaleTier(Protocol):
+    name: str
+
+    def build(self, corpus: Corpus) -> dict[str, Any]:
+        """Index the whole corpus; return the build figures (times, memory)."""
+        ...
+
+    def hybrid(self, query: str, filters: Filters) -> Answer:
+        """The served hybrid search (embedding the query included), top ``K``."""
+        ...
+
+    def dense(self, vector: npt.NDArray[np.float32], filters: Filters) -> list[int]:
+        """The raw dense call: top ``K`` ids by inner product within ``filters``."""
+        ...
+
+    def lexical(self, query: str, filters: Filters) -> list[int]:
+        """The raw lexical call: top ``K`` ids by the tier's full-text ranking."""
+        ...
+
+    def size(self) -> dict[str, Any]:
+        """Bytes in memory and on disk, as the tier can tell."""
+        ...
+
+
+def measure(
+    tier: ScaleTier,
+    scopes: Sequence[Scope],
+    queries: Sequence[str],
+    vectors: npt.NDArray[np.float32],
+    *,
+    warmup: int,
+) -> dict[str, dict[str, Any]]:
+    """Per scope: latency percentiles (ms) of ``hybrid``, ``dense`` and ``lexical`` over
+    the queries after the first ``warmup``, the share of degraded hybrid answers, the mean
+    of each searcher stage, and every query's hybrid, dense and lexical top-k ids."""
+    out: dict[str, dict[str, Any]] = {}
+    for scope in scopes:
+        lat: dict[str, list[float]] = {"hybrid": [], "dense": [], "lexical": []}
+        hybrid_ids: list[list[int]] = []
+        dense_ids: list[list[int]] = []
+        lexical_ids: list[list[int]] = []
+        stages: dict[str, list[float]] = {}
+        degraded = 0
+        desc = f"{tier.name} {scope.name}"
+        for i, q in enumerate(tqdm(queries, desc=desc, unit="q", file=sys.stderr)):
+            t0 = time.perf_counter()
+            answer = tier.hybrid(q, scope.filters)
+            t1 = time.perf_counter()
+            dense = tier.dense(vectors[i], scope.filters)
+            t2 = time.perf_counter()
+            lexical = tier.lexical(q, scope.filters)
+            t3 = time.perf_counter()
+            hybrid_ids.append(answer.ids)
+            dense_ids.append(dense)
+            lexical_ids.append(lexical)
+            if i < warmup:
+                continue
+            for key, ms in zip(lat, ((t1 - t0), (t2 - t1), (t3 - t2)), strict=True):
+                lat[key].append(ms * 1000)
+            degraded += bool(answer.degraded)
+            for stage, ms in answer.timings_ms.items():
+                stages.setdefault(stage, []).append(ms)
+        n = max(1, len(lat["hybrid"]))
+        out[scope.name] = {
+            "scope_docs": scope.docs,
+            "latency_ms": {key: percentiles(v) for key, v in lat.items() if v},
+            "degraded_share": round(degraded / n, 4),
+            "stage_mean_ms": {s: round(float(np.mean(v)), 3) for s, v in stages.items()},
+            "hybrid_ids": hybrid_ids,
+            "dense_ids": dense_ids,
+            "lexical_ids": lexical_ids,
+        }
+    return out
