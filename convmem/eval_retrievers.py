@@ -34,7 +34,7 @@ from eval.runner import RetrievedList
 from indexer.ingest import MAX_BATCH
 from indexer.models import Filters, UtteranceIn
 from indexer.protocols import CrossEncoder, Embedder
-from indexer.shard import IndexShard
+from indexer.tier import IndexTier
 from query_service.deadline import Deadline
 from query_service.errors import DeadlineExceeded
 from query_service.searcher import Searcher, SearchParams
@@ -94,7 +94,7 @@ class InProcessRetriever:
     def __init__(
         self,
         *,
-        shard: IndexShard,
+        shard: IndexTier,
         embedder: Embedder,
         params: SearchParams,
         tenant: str,

@@ -26,7 +26,39 @@ class PostgresSettings(BaseModel):
 
 
 class OpenSearchSettings(BaseModel):
-    url: str | None = Field(default=None, description="reserved: OpenSearch index tier")
+    """The OpenSearch index tier (``CONVMEM_INDEX__TIER=opensearch``)."""
+
+    url: str | None = Field(default=None, description="e.g. https://opensearch:9200")
+    index: str = Field(default="convmem-utterances", min_length=1, max_length=200)
+    username: str | None = None
+    password: SecretStr | None = None
+    verify_certs: bool = True
+    timeout_s: float = Field(default=10.0, gt=0)
+
+
+class MilvusSettings(BaseModel):
+    """The Milvus index tier (``CONVMEM_INDEX__TIER=milvus``)."""
+
+    uri: str | None = Field(
+        default=None,
+        description="e.g. http://milvus:19530; unset: start the bundled server (milvus-lite's "
+        "binary) under data_dir/milvus",
+    )
+    token: SecretStr | None = Field(default=None, description="'user:password' or an API key")
+    port: int = Field(default=19532, ge=0, le=65535, description="the bundled server's port")
+    collection: str = Field(default="convmem_utterances", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,200}$")
+    partition_key: bool | None = Field(
+        default=None,
+        description="tenant as the partition key; default: on for a configured uri, off for "
+        "the bundled server (milvus-lite cannot filter a partition-keyed collection)",
+    )
+    dense_index: Literal["FLAT", "IVF_FLAT", "HNSW"] = Field(
+        default="FLAT", description="HNSW needs Milvus Standalone or Distributed"
+    )
+    nlist: int = Field(default=1024, ge=1, le=65536)
+    nprobe: int = Field(default=32, ge=1, le=65536, description="IVF lists probed (HNSW: ef)")
+    consistency: Literal["Strong", "Bounded", "Session", "Eventually"] = "Strong"
+    timeout_s: float = Field(default=10.0, gt=0)
 
 
 class EmbedderSettings(BaseModel):
@@ -237,6 +269,16 @@ class RankingParams(BaseModel):
 
 
 class IndexSettings(BaseModel):
+    tier: Literal["inprocess", "milvus", "opensearch"] = Field(
+        default="inprocess",
+        description="where the index lives: in this process (tantivy + FAISS), or a remote "
+        "engine (every replica then holds no corpus)",
+    )
+    feed: bool = Field(
+        default=True,
+        description="apply the change feed in this process; off on a remote tier's read "
+        "replicas, with one `convmem index-worker` feeding the tier",
+    )
     tokenizer: str = "en_stem"
     vector_backend: Literal["faiss", "numpy"] = Field(
         default="faiss", description="faiss (exact, ANN past ann_threshold) or numpy (reference)"
@@ -274,6 +316,7 @@ class Settings(BaseSettings):
     demo_data: bool = True
     postgres: PostgresSettings = PostgresSettings()
     opensearch: OpenSearchSettings = OpenSearchSettings()
+    milvus: MilvusSettings = MilvusSettings()
     embedder: EmbedderSettings = EmbedderSettings()
     cross_encoder: CrossEncoderSettings = CrossEncoderSettings()
     budgets: LatencyBudgets = LatencyBudgets()
@@ -290,6 +333,17 @@ class Settings(BaseSettings):
         if value is not None:
             parse_api_keys(value.get_secret_value())
         return value
+
+    @model_validator(mode="after")
+    def _tier_is_configured(self) -> Settings:
+        if self.index.tier == "opensearch" and not self.opensearch.url:
+            raise ValueError("CONVMEM_INDEX__TIER=opensearch needs CONVMEM_OPENSEARCH__URL")
+        if not self.index.feed and self.index.tier == "inprocess":
+            raise ValueError(
+                "CONVMEM_INDEX__FEED=false needs a remote tier: an in-process index is fed by "
+                "its own process"
+            )
+        return self
 
     @model_validator(mode="after")
     def _key_file_needs_pepper(self) -> Settings:

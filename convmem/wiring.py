@@ -3,7 +3,8 @@
 Settings ─▶ store (PostgreSQL: configured, or embedded in data_dir/pg)
          ─▶ embedder (static potion-base-8M by default; MiniLM ONNX or torch; a model dir)
          ─▶ re-embed the store if its vectors are another model's (indexer.reembed)
-         ─▶ shard (tantivy BM25 + FAISS) ◀─ snapshot (data_dir/index) ◀─ change feed
+         ─▶ index tier (convmem.tiers): in process (tantivy BM25 + FAISS ◀─ snapshot in
+            data_dir/index), or Milvus / OpenSearch ◀─ change feed
          ─▶ ingestor, searcher ─▶ Services
 """
 
@@ -17,14 +18,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from convmem.settings import Settings
-from indexer.bm25_index import TantivyBM25Index
+from convmem.tiers import build_shard as build_shard  # re-exported: the scale bench uses it
+from convmem.tiers import build_tier, rebuild_if_foreign
 from indexer.embedded_pg import EmbeddedPostgres
 from indexer.embedders import load_embedder
 from indexer.errors import SnapshotError
 from indexer.ingest import MAX_BATCH, EmbedView, Ingestor, vector_id
 from indexer.loaders import read_jsonl
 from indexer.models import UtteranceIn
-from indexer.numpy_index import NumpyVectorIndex
 from indexer.pg_store import PgStore
 from indexer.protocols import CrossEncoder, Embedder, VectorIndex
 from indexer.reembed import conform, reembed_store
@@ -76,21 +77,6 @@ def search_params(settings: Settings) -> SearchParams:
     )
 
 
-def build_shard(settings: Settings, dim: int) -> IndexShard:
-    ix = settings.index
-    vector: VectorIndex
-    if ix.vector_backend == "numpy":
-        vector = NumpyVectorIndex(dim=dim)
-    else:
-        from indexer.faiss_index import DEFAULT_ANN_THRESHOLD, FaissVectorIndex
-
-        vector = FaissVectorIndex(
-            dim=dim,
-            ann_threshold=(DEFAULT_ANN_THRESHOLD if ix.ann_threshold is None else ix.ann_threshold),
-        )
-    return IndexShard(lexical=TantivyBM25Index(tokenizer=ix.tokenizer), vector=vector)
-
-
 def build_services(settings: Settings, *, embedder: Embedder | None = None) -> Services:
     closers: list[Callable[[], None]] = []
     try:
@@ -99,23 +85,18 @@ def build_services(settings: Settings, *, embedder: Embedder | None = None) -> S
         )
         closers.append(store.close)
         embedder = embedder or build_embedder(settings)
-        shard = build_shard(settings, embedder.dim)
-        snap_dir = settings.data_dir / "index"
         view = settings.index.embed_view
-        vectors = vector_id(embedder.model_id, view)  # what the snapshot's vectors are
+        vectors = vector_id(embedder.model_id, view)  # what the index's vectors are
         reembed_if_needed(store, embedder, vectors=vectors, view=view)
         store_id = store.store_id()  # a snapshot of another store (or before a restore): unused
-        try:
-            info = load_snapshot(
-                shard, snap_dir, model_id=vectors, dim=embedder.dim, store_id=store_id
+        shard = build_tier(settings, embedder.dim, closers)
+        snapshot = None
+        if isinstance(shard, IndexShard):
+            snapshot = snapshot_saver(
+                shard, settings, vectors=vectors, dim=embedder.dim, store_id=store_id
             )
-            _log.info("loaded snapshot: %d docs at seq %d", info.count, info.seq)
-        except SnapshotError as exc:
-            _log.info("no usable snapshot (%s): building from the store", exc)
-
-        def snapshot() -> None:
-            save_snapshot(shard, snap_dir, model_id=vectors, dim=embedder.dim, store_id=store_id)
-
+        elif settings.index.feed:
+            rebuild_if_foreign(shard, f"{store_id}|{vectors}")
         tailer = ChangeFeedTailer(
             store=store,
             shard=shard,
@@ -123,6 +104,7 @@ def build_services(settings: Settings, *, embedder: Embedder | None = None) -> S
             snapshot=snapshot,
             snapshot_interval_s=settings.index.snapshot_interval_s,
             conform=lambda changes: conform(changes, embedder, vectors=vectors, view=view),
+            apply=settings.index.feed,
         )
         ingestor = Ingestor(store=store, embedder=embedder, on_commit=tailer.poke, view=view)
         if settings.demo_data and store.max_seq() == 0:
@@ -130,7 +112,8 @@ def build_services(settings: Settings, *, embedder: Embedder | None = None) -> S
             _log.info("loaded %d demo utterances into tenant %r", n, DEMO_TENANT)
         tailer.catch_up()
         tailer.start()
-        closers.append(start_ann_builder(shard.vector, settings.index.ann_build_interval_s))
+        if isinstance(shard, IndexShard):
+            closers.append(start_ann_builder(shard.vector, settings.index.ann_build_interval_s))
         cross_encoder = build_cross_encoder(settings)
         searcher = Searcher(
             shard=shard,
@@ -154,6 +137,24 @@ def build_services(settings: Settings, *, embedder: Embedder | None = None) -> S
         closers=closers,
         cross_encoder=cross_encoder,
     )
+
+
+def snapshot_saver(
+    shard: IndexShard, settings: Settings, *, vectors: str, dim: int, store_id: str
+) -> Callable[[], None]:
+    """Load the snapshot in ``data_dir/index`` into ``shard`` if it is usable, and return
+    what writes it again (the tailer calls it every ``snapshot_interval_s``)."""
+    snap_dir = settings.data_dir / "index"
+    try:
+        info = load_snapshot(shard, snap_dir, model_id=vectors, dim=dim, store_id=store_id)
+        _log.info("loaded snapshot: %d docs at seq %d", info.count, info.seq)
+    except SnapshotError as exc:
+        _log.info("no usable snapshot (%s): building from the store", exc)
+
+    def snapshot() -> None:
+        save_snapshot(shard, snap_dir, model_id=vectors, dim=dim, store_id=store_id)
+
+    return snapshot
 
 
 def reembed_if_needed(store: PgStore, embedder: Embedder, *, vectors: str, view: EmbedView) -> int:

@@ -113,7 +113,11 @@ def utterance_indexes(client: MilvusClient, *, dense_index: str, nlist: int) -> 
     ip = client.prepare_index_params()
     for name in ("text", "window", "speaker_text"):
         ip.add_index(f"{name}_sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
-    params = {"nlist": nlist} if dense_index == "IVF_FLAT" else {}
+    params: dict[str, int] = {}
+    if dense_index == "IVF_FLAT":
+        params = {"nlist": nlist}
+    elif dense_index == "HNSW":  # Milvus Standalone/Distributed; milvus-lite has none
+        params = {"M": 16, "efConstruction": 200}
     ip.add_index("dense", index_type=dense_index, metric_type="IP", params=params)
     for name in ("tenant_k", "user_k", "conv_k"):
         ip.add_index(name, index_type="INVERTED")
@@ -129,6 +133,7 @@ def meta_schema() -> CollectionSchema:
     s.add_field("scope", DataType.VARCHAR, max_length=KEY_BYTES + 2)  # "u" + user key, or "t"
     s.add_field("speaker", DataType.VARCHAR, max_length=KEY_BYTES)
     s.add_field("seq", DataType.INT64)
+    s.add_field("value", DataType.VARCHAR, max_length=1024)  # the identity row's
     s.add_field("v", DataType.FLOAT_VECTOR, dim=META_DIM)
     return s
 
@@ -151,17 +156,27 @@ def speaker_row(tenant: str, scope: str, speaker: str) -> dict[str, Any]:
         "scope": scope,
         "speaker": speaker,
         "seq": 0,
+        "value": "",
         "v": [0.0] * META_DIM,
     }
 
 
 def cursor_row(seq: int) -> dict[str, Any]:
+    return _meta_row("cursor", seq=seq)
+
+
+def identity_row(identity: str) -> dict[str, Any]:
+    return _meta_row("identity", value=identity)
+
+
+def _meta_row(name: str, *, seq: int = 0, value: str = "") -> dict[str, Any]:
     return {
-        "key": "cursor",
+        "key": name,
         "tenant_k": "",
         "scope": "",
         "speaker": "",
         "seq": seq,
+        "value": value,
         "v": [0.0] * META_DIM,
     }
 

@@ -17,17 +17,20 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
 from indexer import stopwords
+from indexer.errors import IndexUnavailable
 from indexer.milvus_keys import filter_expr, ints_in, quoted, user_key
 from indexer.milvus_schema import (
     RECORD_FIELDS,
     from_row,
+    identity_row,
     meta_indexes,
     meta_schema,
     utterance_indexes,
@@ -48,6 +51,19 @@ QUERY_LIMIT = 16_384
 SEQ_TTL_S = 0.05
 
 
+def connect(uri: str, *, token: str = "", timeout_s: float = 10.0) -> MilvusClient:
+    """A client with a connection of its own. pymilvus shares one connection between the
+    clients of a uri by default, so closing any of them cut off the others in the process
+    (two apps in a test, a bench beside a service)."""
+    import uuid
+
+    from pymilvus import MilvusClient
+
+    return MilvusClient(
+        uri=uri, token=token, timeout=timeout_s, alias=f"convmem-{uuid.uuid4().hex}"
+    )
+
+
 class MilvusTier:
     def __init__(
         self,
@@ -62,10 +78,11 @@ class MilvusTier:
         consistency: str = "Strong",
         timeout_s: float = 10.0,
     ) -> None:
-        """``dense_index``: FLAT (exact) or IVF_FLAT (``nlist`` lists, ``nprobe`` probed);
-        milvus-lite has no HNSW. ``consistency``: Milvus's level for reads ("Strong": a
-        search sees every write acknowledged before it; "Bounded" is cheaper on a cluster).
-        ``timeout_s`` caps every call that has no deadline of its own (writes, the cursor)."""
+        """``dense_index``: FLAT (exact), IVF_FLAT (``nlist`` lists, ``nprobe`` probed) or
+        HNSW (``ef`` = max(k, ``nprobe``); Milvus Standalone and Distributed, not
+        milvus-lite). ``consistency``: Milvus's level for reads ("Strong": a search sees every
+        write acknowledged before it; "Bounded" is cheaper on a cluster). ``timeout_s`` caps
+        every call that has no deadline of its own (writes, the cursor)."""
         self._client = client
         self.collection = collection
         self.meta = f"{collection}_meta"
@@ -120,6 +137,20 @@ class MilvusTier:
         for name in (self.collection, self.meta):
             self._client.drop_collection(name, timeout=self._timeout_s)
 
+    def identity(self) -> str | None:
+        """What the tier was built from (``set_identity``), None if never said."""
+        rows = self.query(self.meta, 'key == "identity"', ["value"])
+        return str(rows[0]["value"]) if rows else None
+
+    def set_identity(self, identity: str) -> None:
+        """Record what the tier is built from: the store's identity and the vectors' model.
+        A feed worker that finds another one rebuilds the tier from ``seq`` 0."""
+        with remote("write"):
+            self._client.upsert(self.meta, [identity_row(identity)], timeout=self._timeout_s)
+
+    def __len__(self) -> int:
+        return self.count()
+
     def clear(self) -> None:
         """Delete every row, cursor included (an empty tier at ``seq`` 0)."""
         self._client.delete(self.collection, filter="uid >= 0", timeout=self._timeout_s)
@@ -145,7 +176,8 @@ class MilvusTier:
 
         if not changes:
             return self.seq
-        apply_changes(self, changes)
+        with remote("write"):
+            apply_changes(self, changes)
         self._seq = max(self._seq, changes[-1].seq)
         self._seq_read_at = time.monotonic()
         return self._seq
@@ -195,17 +227,18 @@ class MilvusTier:
         return _ranked(scores, k)
 
     def _bm25(self, text: str, field: str, expr: str, k: int, timeout_s: float) -> dict[int, float]:
-        res = self._client.search(
-            self.collection,
-            data=[text],
-            anns_field=field,
-            limit=k,
-            filter=expr,
-            search_params={"metric_type": "BM25"},
-            output_fields=["uid"],
-            timeout=timeout_s,
-            consistency_level=self._consistency,
-        )
+        with remote("BM25 search"):
+            res = self._client.search(
+                self.collection,
+                data=[text],
+                anns_field=field,
+                limit=k,
+                filter=expr,
+                search_params={"metric_type": "BM25"},
+                output_fields=["uid"],
+                timeout=timeout_s,
+                consistency_level=self._consistency,
+            )
         return {int(h["id"]): float(h["distance"]) for h in res[0]}
 
     def search_dense(
@@ -216,17 +249,20 @@ class MilvusTier:
         params: dict[str, Any] = {"metric_type": "IP"}
         if self._dense_index == "IVF_FLAT":
             params["params"] = {"nprobe": self._nprobe}
-        res = self._client.search(
-            self.collection,
-            data=[np.asarray(vector, dtype=np.float32).tolist()],
-            anns_field="dense",
-            limit=k,
-            filter=filter_expr(filters),
-            search_params=params,
-            output_fields=["uid"],
-            timeout=timeout_s,
-            consistency_level=self._consistency,
-        )
+        elif self._dense_index == "HNSW":
+            params["params"] = {"ef": max(k, self._nprobe)}
+        with remote("dense search"):
+            res = self._client.search(
+                self.collection,
+                data=[np.asarray(vector, dtype=np.float32).tolist()],
+                anns_field="dense",
+                limit=k,
+                filter=filter_expr(filters),
+                search_params=params,
+                output_fields=["uid"],
+                timeout=timeout_s,
+                consistency_level=self._consistency,
+            )
         hits = Hits(
             np.fromiter((int(h["id"]) for h in res[0]), np.int64),
             np.fromiter((float(h["distance"]) for h in res[0]), np.float32),
@@ -304,13 +340,14 @@ class MilvusTier:
     def count(self, filters: Filters | None = None) -> int:
         """Live utterances (within ``filters``)."""
         expr = filter_expr(filters) if filters is not None else "uid >= 0"
-        rows = self._client.query(
-            self.collection,
-            filter=expr,
-            output_fields=["count(*)"],
-            timeout=self._timeout_s,
-            consistency_level=self._consistency,
-        )
+        with remote("count"):
+            rows = self._client.query(
+                self.collection,
+                filter=expr,
+                output_fields=["count(*)"],
+                timeout=self._timeout_s,
+                consistency_level=self._consistency,
+            )
         return int(rows[0]["count(*)"])
 
     def query(
@@ -318,26 +355,39 @@ class MilvusTier:
     ) -> list[dict[str, Any]]:
         """Every row matching ``expr`` (past Milvus's 16,384 rows a query, by an iterator)."""
         timeout = self._timeout_s if timeout_s is None else timeout_s
-        rows = self._client.query(
-            collection,
-            filter=expr,
-            output_fields=fields,
-            limit=QUERY_LIMIT,
-            timeout=timeout,
-            consistency_level=self._consistency,
-        )
-        if len(rows) < QUERY_LIMIT:
-            return list(rows)
-        it = self._client.query_iterator(
-            collection, batch_size=4096, filter=expr, output_fields=fields, timeout=timeout
-        )
-        out: list[dict[str, Any]] = []
-        try:
-            while batch := it.next():
-                out.extend(batch)
-        finally:
-            it.close()
-        return out
+        with remote("query"):
+            rows = self._client.query(
+                collection,
+                filter=expr,
+                output_fields=fields,
+                limit=QUERY_LIMIT,
+                timeout=timeout,
+                consistency_level=self._consistency,
+            )
+            if len(rows) < QUERY_LIMIT:
+                return list(rows)
+            it = self._client.query_iterator(
+                collection, batch_size=4096, filter=expr, output_fields=fields, timeout=timeout
+            )
+            out: list[dict[str, Any]] = []
+            try:
+                while batch := it.next():
+                    out.extend(batch)
+            finally:
+                it.close()
+            return out
+
+
+@contextmanager
+def remote(what: str) -> Iterator[None]:
+    """Milvus's failures (down, timed out, refused) as ``IndexUnavailable``: a 503 to a
+    client, and a retry for the feed worker."""
+    from pymilvus.exceptions import MilvusException
+
+    try:
+        yield
+    except MilvusException as exc:
+        raise IndexUnavailable(f"Milvus {what} failed: {exc.message}") from exc
 
 
 def _ranked(scores: dict[int, float], k: int) -> Hits:

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from indexer.errors import IndexerError
 from indexer.models import Change
 from indexer.protocols import Store
-from indexer.shard import IndexShard
+from indexer.tier import IndexTier
 
 _log = logging.getLogger(__name__)
 
@@ -35,14 +35,18 @@ class ChangeFeedTailer:
         self,
         *,
         store: Store,
-        shard: IndexShard,
+        shard: IndexTier,
         poll_interval_s: float = 0.05,
         batch_size: int = 2000,
         snapshot: Callable[[], object] | None = None,
         snapshot_interval_s: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
         conform: Callable[[Sequence[Change]], Sequence[Change]] | None = None,
+        apply: bool = True,
     ) -> None:
+        """``apply=False``: a read replica of a remote tier that another process feeds; this
+        one only follows the tier's ``seq`` (for ``wait_for``) and never reads the feed."""
+        self._apply = apply
         self._store = store
         self._conform = conform
         self._shard = shard
@@ -79,6 +83,13 @@ class ChangeFeedTailer:
 
     def catch_up(self) -> int:
         """Apply every pending change now (in the caller's thread); return the covered seq."""
+        if not self._apply:
+            seq = self._shard.seq  # another process feeds the tier: follow it
+            with self._advanced:
+                self._advanced.notify_all()
+            if seq >= self._head:
+                self._behind_since = None
+            return seq
         while True:
             changes = self._store.changes_since(self._shard.seq, self._batch_size)
             if changes:

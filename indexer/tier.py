@@ -88,3 +88,7 @@ class IndexTier(Protocol):
     def live_vectors(self, hits: Hits) -> tuple[Hits, npt.NDArray[np.float32]]:
         """The hits still live, in order, and their vectors (rows aligned)."""
         ...
+
+    def __len__(self) -> int:
+        """Live utterances held (a count query on a remote tier: not for the search path)."""
+        ...

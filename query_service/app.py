@@ -22,6 +22,8 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from indexer.errors import IndexUnavailable
+from indexer.shard import IndexShard
 from query_service import problems
 from query_service.admission import Admission, AdmissionParams
 from query_service.auth import Authenticator, KeyRing
@@ -153,9 +155,11 @@ def create_app(
         error = services.tailer.last_error
         if error is not None:
             return problems.problem(503, f"change feed: {error}", title="Not ready")
-        return JSONResponse(
-            {"status": "ready", "index_seq": services.shard.seq, "docs": len(services.shard)}
-        )
+        try:
+            seq, docs = services.shard.seq, len(services.shard)
+        except IndexUnavailable as exc:  # a remote tier that does not answer
+            return problems.problem(503, str(exc), title="Not ready")
+        return JSONResponse({"status": "ready", "index_seq": seq, "docs": docs})
 
     @app.get("/readyz/serving", tags=["ops"])
     def serving(request: Request) -> JSONResponse:
@@ -171,13 +175,12 @@ def create_app(
         store_up = services.store.ping()
         feed_error = services.tailer.last_error
         degraded = [name for name, bad in (("store", not store_up), ("feed", feed_error)) if bad]
+        try:
+            seq, docs = services.shard.seq, len(services.shard)
+        except IndexUnavailable as exc:  # a remote tier that does not answer: nothing to serve
+            return problems.problem(503, str(exc), title="Not ready")
         return JSONResponse(
-            {
-                "status": "serving",
-                "degraded": degraded,
-                "index_seq": services.shard.seq,
-                "docs": len(services.shard),
-            }
+            {"status": "serving", "degraded": degraded, "index_seq": seq, "docs": docs}
         )
 
     @app.get("/metrics", tags=["ops"], include_in_schema=False)
@@ -198,8 +201,8 @@ async def _freeze_heap(app: FastAPI, built: threading.Event) -> None:
     while not built.is_set():
         await asyncio.sleep(0.1)
     services: Services | None = app.state.services
-    if services is not None:
-        shard = services.shard
+    if services is not None and isinstance(services.shard, IndexShard):  # a remote tier
+        shard = services.shard  # holds no corpus here: nothing to keep from the GC
         await HeapFreezer(size=lambda: len(shard)).run()
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from indexer.errors import InvalidInput
 from indexer.models import ConversationIn, Filters, UtteranceIn, as_tuple
-from indexer.shard import DocRecord
+from indexer.records import DocRecord
 from query_service.api_models import (
     ConversationBody,
     ConversationResponse,

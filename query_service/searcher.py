@@ -31,7 +31,8 @@ import numpy as np
 
 from indexer.models import Filters, LexicalOptions
 from indexer.protocols import CrossEncoder, Embedder
-from indexer.shard import DocRecord, IndexShard
+from indexer.records import DocRecord
+from indexer.tier import IndexTier
 from query_service.deadline import Deadline
 from query_service.errors import DeadlineExceeded
 from query_service.query_analysis import first_person, named_speakers
@@ -108,7 +109,7 @@ class Searcher:
     def __init__(
         self,
         *,
-        shard: IndexShard,
+        shard: IndexTier,
         embedder: Embedder,
         params: SearchParams,
         wait_for_seq: Callable[[int, float], bool] | None = None,
@@ -335,10 +336,13 @@ class Searcher:
     def _spread(self, hits: Hits, filters: Filters) -> Hits:
         p = self._params
         w = p.neighbour_window
+        around = self._shard.context_many(
+            [int(u) for u in hits.ids[: p.neighbour_top]], before=w, after=w
+        )
         near = {
             int(uid): [
                 r.uid
-                for r in self._shard.context(int(uid), before=w, after=w)
+                for r in around.get(int(uid), [])
                 if filters.admits(
                     tenant=r.tenant,
                     user_id=r.user_id,
@@ -384,21 +388,20 @@ class Searcher:
         """Records and their surrounding turns; past the deadline, the rest go without."""
         t0 = self._clock()
         turns = self._params.context_turns
-        with_context = True
-        for uid, score, rec in zip(
-            hits.ids, hits.scores, self._shard.records(hits.ids), strict=True
-        ):
+        records = self._shard.records(hits.ids)
+        live = [int(uid) for uid, rec in zip(hits.ids, records, strict=True) if rec is not None]
+        around: dict[int, list[DocRecord]] = {}
+        if turns and live:
+            if deadline.expired():
+                stages.skip("context")
+            else:
+                around = self._shard.context_many(live, before=turns, after=turns)
+        for uid, score, rec in zip(hits.ids, hits.scores, records, strict=True):
             if rec is None:  # deleted between retrieval and hydration
                 continue
-            if with_context and deadline.expired():
-                with_context = False
-                stages.skip("context")
-            ctx = (
-                self._shard.context(int(uid), before=turns, after=turns)
-                if with_context and turns
-                else []
+            result.hits.append(
+                Hit(record=rec, score=float(score), context=around.get(int(uid), []))
             )
-            result.hits.append(Hit(record=rec, score=float(score), context=ctx))
         stages.record("context", self._clock() - t0, learn=False)
 
 

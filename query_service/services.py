@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 
 from indexer.ingest import Ingestor
 from indexer.protocols import CrossEncoder, Embedder, Store
-from indexer.shard import IndexShard
 from indexer.tailer import ChangeFeedTailer
+from indexer.tier import IndexTier
 from query_service.searcher import Searcher
 
 
@@ -16,7 +16,7 @@ from query_service.searcher import Searcher
 class Services:
     store: Store
     embedder: Embedder
-    shard: IndexShard
+    shard: IndexTier  # the index tier: in process, or a remote engine's client
     tailer: ChangeFeedTailer
     ingestor: Ingestor
     searcher: Searcher

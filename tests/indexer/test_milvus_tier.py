@@ -13,9 +13,9 @@ from tests.indexer.tier_contract import TierContract, TierFactory
 
 @pytest.fixture(scope="module")
 def milvus_client(milvus_uri: str) -> Iterator[object]:
-    from pymilvus import MilvusClient
+    from indexer.milvus_tier import connect
 
-    client = MilvusClient(uri=milvus_uri, timeout=10)
+    client = connect(milvus_uri)
     yield client
     client.close()
 
@@ -27,7 +27,7 @@ def contract_collections(milvus_client: object) -> Iterator[dict[int, str]]:
     made: dict[int, str] = {}
     yield made
     for dim, name in made.items():
-        MilvusTier(milvus_client, collection=name, dim=dim).drop()  # type: ignore[arg-type]
+        MilvusTier(milvus_client, collection=name, dim=dim).drop()
 
 
 class TestMilvusTier(TierContract):
@@ -39,9 +39,9 @@ class TestMilvusTier(TierContract):
             name = contract_collections.get(dim)
             if name is None:
                 name = contract_collections[dim] = f"contract_{dim}"
-                MilvusTier.open(milvus_client, collection=name, dim=dim).drop()  # type: ignore[arg-type]
-                MilvusTier.open(milvus_client, collection=name, dim=dim)  # type: ignore[arg-type]
-            tier = MilvusTier(milvus_client, collection=name, dim=dim)  # type: ignore[arg-type]
+                MilvusTier.open(milvus_client, collection=name, dim=dim).drop()
+                MilvusTier.open(milvus_client, collection=name, dim=dim)
+            tier = MilvusTier(milvus_client, collection=name, dim=dim)
             tier.clear()
             return tier
 

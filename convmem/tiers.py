@@ -1,0 +1,99 @@
+"""The index tier from `Settings` (``CONVMEM_INDEX__TIER``): in process, Milvus or OpenSearch.
+
+The seam for a new engine is ``indexer.tier.IndexTier``: implement it, pass
+``tests/indexer/tier_contract.py``, and add a branch to ``build_tier``. Everything above it
+(the tailer that feeds it, the searcher that reads it, the transports) is unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from convmem.settings import Settings
+from indexer.bm25_index import TantivyBM25Index
+from indexer.numpy_index import NumpyVectorIndex
+from indexer.protocols import VectorIndex
+from indexer.shard import IndexShard
+from indexer.tier import IndexTier
+
+_log = logging.getLogger(__name__)
+
+
+def build_tier(settings: Settings, dim: int, closers: list[Callable[[], None]]) -> IndexTier:
+    tier = settings.index.tier
+    if tier == "milvus":
+        return build_milvus_tier(settings, dim, closers)
+    if tier == "opensearch":
+        return build_opensearch_tier(settings, dim, closers)
+    return build_shard(settings, dim)
+
+
+def build_shard(settings: Settings, dim: int) -> IndexShard:
+    ix = settings.index
+    vector: VectorIndex
+    if ix.vector_backend == "numpy":
+        vector = NumpyVectorIndex(dim=dim)
+    else:
+        from indexer.faiss_index import DEFAULT_ANN_THRESHOLD, FaissVectorIndex
+
+        vector = FaissVectorIndex(
+            dim=dim,
+            ann_threshold=(DEFAULT_ANN_THRESHOLD if ix.ann_threshold is None else ix.ann_threshold),
+        )
+    return IndexShard(lexical=TantivyBM25Index(tokenizer=ix.tokenizer), vector=vector)
+
+
+def build_milvus_tier(settings: Settings, dim: int, closers: list[Callable[[], None]]) -> IndexTier:
+    """The configured Milvus, or the bundled server started under ``data_dir/milvus``."""
+    from indexer.milvus_server import EmbeddedMilvus
+    from indexer.milvus_tier import MilvusTier, connect
+
+    m = settings.milvus
+    uri = m.uri
+    if uri is None:
+        port = m.port
+        if port == 0:
+            from eval.serve_process import free_port
+
+            port = free_port()
+        server = EmbeddedMilvus(settings.data_dir / "milvus", port=port).start()
+        closers.append(server.stop)
+        uri = server.uri
+    token = m.token.get_secret_value() if m.token is not None else ""
+    client = connect(uri, token=token, timeout_s=m.timeout_s)
+    closers.append(client.close)
+    partition_key = m.partition_key if m.partition_key is not None else m.uri is not None
+    _log.info("index tier: Milvus at %s, collection %s", uri, m.collection)
+    return MilvusTier.open(
+        client,
+        collection=m.collection,
+        dim=dim,
+        partition_key=partition_key,
+        dense_index=m.dense_index,
+        nlist=m.nlist,
+        nprobe=m.nprobe,
+        consistency=m.consistency,
+        timeout_s=m.timeout_s,
+    )
+
+
+def build_opensearch_tier(
+    settings: Settings, dim: int, closers: list[Callable[[], None]]
+) -> IndexTier:
+    raise NotImplementedError("the OpenSearch tier is wired in a later commit")
+
+
+def rebuild_if_foreign(tier: IndexTier, identity: str) -> None:
+    """A remote tier built from another store or another model is emptied (the feed then
+    rebuilds it from ``seq`` 0); the in-process one checks its snapshot instead."""
+    from indexer.milvus_tier import MilvusTier
+
+    if not isinstance(tier, MilvusTier):
+        return
+    found = tier.identity()
+    if found is not None and found != identity:
+        _log.warning("index tier was built from %s, not %s: rebuilding it", found, identity)
+        tier.clear()
+    if found != identity:
+        tier.set_identity(identity)
