@@ -81,15 +81,33 @@ def build_milvus_tier(settings: Settings, dim: int, closers: list[Callable[[], N
 def build_opensearch_tier(
     settings: Settings, dim: int, closers: list[Callable[[], None]]
 ) -> IndexTier:
-    raise NotImplementedError("the OpenSearch tier is wired in a later commit")
+    """The configured OpenSearch cluster (no node runs here: see docs/OPENSEARCH.md)."""
+    from opensearchpy import OpenSearch
+
+    from indexer.opensearch_tier import OpenSearchTier
+
+    o = settings.opensearch
+    assert o.url is not None  # the settings validator checks it
+    auth = None
+    if o.username is not None:
+        auth = (o.username, o.password.get_secret_value() if o.password is not None else "")
+    client = OpenSearch(
+        hosts=[o.url], http_auth=auth, verify_certs=o.verify_certs, timeout=o.timeout_s
+    )
+    closers.append(client.close)
+    _log.info("index tier: OpenSearch at %s, index %s", o.url, o.index)
+    tier = OpenSearchTier(client=client, index=o.index, dim=dim, request_timeout_s=o.timeout_s)
+    tier.ensure_index()
+    return tier
 
 
 def rebuild_if_foreign(tier: IndexTier, identity: str) -> None:
     """A remote tier built from another store or another model is emptied (the feed then
     rebuilds it from ``seq`` 0); the in-process one checks its snapshot instead."""
     from indexer.milvus_tier import MilvusTier
+    from indexer.opensearch_tier import OpenSearchTier
 
-    if not isinstance(tier, MilvusTier):
+    if not isinstance(tier, MilvusTier | OpenSearchTier):
         return
     found = tier.identity()
     if found is not None and found != identity:
