@@ -75,16 +75,19 @@ def changes(corpus: Corpus, model_id: str) -> Iterator[Change]:
 
 
 class _SearcherView:
-    """The tier as `Searcher` reads a shard today: its ``context`` is one ``context_many``
-    round trip per hit (the searcher asks hit by hit)."""
+    """The tier as `Searcher` reads a shard: everything is the tier's, and a ``context`` call
+    (the searcher asking for one hit's neighbours) is one ``context_many`` round trip, counted
+    in ``context_calls``: a searcher that batches them through ``context_many`` leaves it 0."""
 
     def __init__(self, tier: MilvusTier) -> None:
         self._tier = tier
+        self.context_calls = 0
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._tier, name)
 
     def context(self, uid: int, *, before: int, after: int) -> list[DocRecord]:
+        self.context_calls += 1
         return self._tier.context_many([uid], before=before, after=after).get(int(uid), [])
 
 
@@ -96,10 +99,10 @@ class MilvusScaleTier:
     def __init__(self, *, tier: MilvusTier, embedder: Embedder, settings: Settings) -> None:
         self.tier = tier
         self._model_id = embedder.model_id
-        view = tier if hasattr(tier, "context") else _SearcherView(tier)
-        self.context_shim = view is not tier
+        self.failed = {"dense": 0, "lexical": 0}
+        self.view = _SearcherView(tier)
         self.searcher = Searcher(
-            shard=cast(IndexShard, view),  # the searcher reads only what IndexTier offers
+            shard=cast(IndexShard, self.view),  # it reads only what IndexTier offers
             embedder=embedder,
             params=search_params(settings),
         )
@@ -137,21 +140,40 @@ class MilvusScaleTier:
             )
         except DeadlineExceeded:
             return Answer(ids=[], degraded=["504"])
+        except _failures() as exc:  # a Milvus call failed: count it, go on measuring
+            return Answer(ids=[], degraded=[f"failed: {type(exc).__name__}"])
         return Answer([h.record.uid for h in res.hits], res.degraded, res.timings_ms)
 
     def dense(self, vector: npt.NDArray[np.float32], filters: Filters) -> list[int]:
-        hits = self.tier.search_dense(vector, K, filters=filters, timeout_s=RAW_TIMEOUT_S)
+        try:
+            hits = self.tier.search_dense(vector, K, filters=filters, timeout_s=RAW_TIMEOUT_S)
+        except _failures():
+            self.failed["dense"] += 1
+            return []
         return [int(u) for u in hits.ids]
 
     def lexical(self, query: str, filters: Filters) -> list[int]:
-        hits = self.tier.search_lexical(query, K, filters=filters, timeout_s=RAW_TIMEOUT_S)
+        try:
+            hits = self.tier.search_lexical(query, K, filters=filters, timeout_s=RAW_TIMEOUT_S)
+        except _failures():
+            self.failed["lexical"] += 1
+            return []
         return [int(u) for u in hits.ids]
 
     def size(self) -> dict[str, Any]:
-        return {"rows": self.tier.count()}
+        return {"rows": self.tier.count(), "failed_raw_calls": dict(self.failed)}
 
     def close(self) -> None:
         self.searcher.close()
+
+
+def _failures() -> tuple[type[BaseException], ...]:
+    """What a failed Milvus call raises: pymilvus's error, or gRPC's when it leaks through
+    (a deadline exceeded inside ``MilvusClient.search`` arrives as ``grpc.RpcError``)."""
+    import grpc
+    from pymilvus import MilvusException
+
+    return (MilvusException, grpc.RpcError)
 
 
 def _server_rss(port: int) -> int | None:
@@ -193,8 +215,9 @@ def run(
         build["server_rss_after_build_bytes"] = _server_rss(port)
         build["data_dir_bytes"] = _dir_bytes(data)
         build["dense_index"] = "FLAT"
-        build["searcher_context_shim"] = scale.context_shim
         search = measure(scale, scopes, queries, vectors, warmup=warmup)
+        calls = scale.view.context_calls / (len(queries) * len(scopes))
+        build["context_round_trips_per_search"] = round(calls, 1)
         size = scale.size() | {"server_rss_after_search_bytes": _server_rss(port)}
         return {"build": build, "size": size, "search": search}
     finally:

@@ -115,9 +115,10 @@ def _latency(report: dict[str, Any]) -> list[str]:
             for call in ("hybrid", "dense", "lexical"):
                 row += [lat.get(call, {}).get("p50"), lat.get(call, {}).get("p99")]
             stages = ", ".join(f"{k} {v}" for k, v in s.get("stage_mean_ms", {}).items())
-            rows.append([*row, f"{s['degraded_share']:.1%}", stages or "—"])
+            failed = f"{s.get('failed_share', 0):.1%}"
+            rows.append([*row, f"{s['degraded_share']:.1%}", failed, stages or "—"])
     header = ["tier", "scope (docs)", "hybrid p50", "hybrid p99", "dense p50", "dense p99"]
-    header += ["lexical p50", "lexical p99", "degraded", "searcher stage means (ms)"]
+    header += ["lexical p50", "lexical p99", "degraded", "failed", "searcher stage means (ms)"]
     return _table(header, rows)
 
 
@@ -236,9 +237,11 @@ def _milvus(tier: dict[str, Any], n: int) -> list[str]:
         ["server RSS, after build", _mb(b["server_rss_after_build_bytes"], n)],
         ["server RSS, after the searches", _mb(s.get("server_rss_after_search_bytes"), n)],
         ["data directory on disk", _mb(b["data_dir_bytes"], n)],
+        ["raw calls that failed", s.get("failed_raw_calls")],
         [
-            "searcher reads neighbours hit by hit (no `context_many` in `Searcher` yet)",
-            b["searcher_context_shim"],
+            "neighbour lookups one hit at a time, per hybrid search (`Searcher` calls"
+            " `context` per hit; 0 once it uses `context_many`)",
+            b["context_round_trips_per_search"],
         ],
     ]
     return _table(["Milvus figure", "value"], rows)

@@ -71,7 +71,8 @@ def measure(
     warmup: int,
 ) -> dict[str, dict[str, Any]]:
     """Per scope: latency percentiles (ms) of ``hybrid``, ``dense`` and ``lexical`` over
-    the queries after the first ``warmup``, the share of degraded hybrid answers, the mean
+    the queries after the first ``warmup``, the shares of degraded and of failed hybrid
+    answers (no answer: a 504, or a tier call that raised), the mean
     of each searcher stage, and every query's hybrid, dense and lexical top-k ids."""
     out: dict[str, dict[str, Any]] = {}
     for scope in scopes:
@@ -80,7 +81,7 @@ def measure(
         dense_ids: list[list[int]] = []
         lexical_ids: list[list[int]] = []
         stages: dict[str, list[float]] = {}
-        degraded = 0
+        degraded = failed = 0
         desc = f"{tier.name} {scope.name}"
         for i, q in enumerate(tqdm(queries, desc=desc, unit="q", file=sys.stderr)):
             t0 = time.perf_counter()
@@ -98,6 +99,7 @@ def measure(
             for key, ms in zip(lat, ((t1 - t0), (t2 - t1), (t3 - t2)), strict=True):
                 lat[key].append(ms * 1000)
             degraded += bool(answer.degraded)
+            failed += any(d.startswith(("failed", "504")) for d in answer.degraded)
             for stage, ms in answer.timings_ms.items():
                 stages.setdefault(stage, []).append(ms)
         n = max(1, len(lat["hybrid"]))
@@ -105,6 +107,7 @@ def measure(
             "scope_docs": scope.docs,
             "latency_ms": {key: percentiles(v) for key, v in lat.items() if v},
             "degraded_share": round(degraded / n, 4),
+            "failed_share": round(failed / n, 4),
             "stage_mean_ms": {s: round(float(np.mean(v)), 3) for s, v in stages.items()},
             "hybrid_ids": hybrid_ids,
             "dense_ids": dense_ids,
