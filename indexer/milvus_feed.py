@@ -64,13 +64,13 @@ def _document_rows(
     ranges = turn_ranges(touched + [old[u] for u in upserts if u in old])
     existing: dict[tuple[str, str], list[Turn]] = {k: [] for k in ranges}
     if ranges:
-        expr = " or ".join(
+        clauses = [
             f"(tenant_k == {quoted(t)} and conv_k == {quoted(c)} and turn >= {lo} and turn <= {hi})"
             for (t, c), (lo, hi) in ranges.items()
-        )
-        for r in tier.query(
+        ]
+        for r in tier.query_any(
             tier.collection,
-            expr,
+            clauses,
             ["uid", "tenant", "conversation_id", "started_at", "turn", "text"],
         ):
             existing[(str(r["tenant"]), str(r["conversation_id"]))].append(

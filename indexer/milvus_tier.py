@@ -47,6 +47,8 @@ _WORD = re.compile(r"[^\W_]+")
 _STOP = frozenset(stopwords.ENGLISH)
 #: Milvus answers at most this many rows per query
 QUERY_LIMIT = 16_384
+#: clauses OR-ed in one query (``query_any``)
+OR_CHUNK = 8
 #: the seq read from the cursor is reused this long (the searcher reads it twice a search)
 SEQ_TTL_S = 0.05
 
@@ -314,7 +316,7 @@ class MilvusTier:
             f" and turn >= {r.turn - before - margin} and turn <= {r.turn + after + margin})"
             for r in hits
         ]
-        rows = self.query(self.collection, " or ".join(ranges), RECORD_FIELDS)
+        rows = self.query_any(self.collection, ranges, RECORD_FIELDS)
         turns: dict[tuple[str, str], list[DocRecord]] = {}
         for rec in sorted((from_row(r) for r in rows), key=lambda d: d.order_key):
             turns.setdefault((rec.tenant, rec.conversation_id), []).append(rec)
@@ -349,6 +351,16 @@ class MilvusTier:
                 consistency_level=self._consistency,
             )
         return int(rows[0]["count(*)"])
+
+    def query_any(
+        self, collection: str, clauses: Sequence[str], fields: list[str]
+    ) -> list[dict[str, Any]]:
+        """The rows matching any of ``clauses``, OR-ed ``OR_CHUNK`` at a time: Milvus refuses
+        a long chain of ORs ("unsupported expr proto node", seen at 35 conversations)."""
+        out: list[dict[str, Any]] = []
+        for i in range(0, len(clauses), OR_CHUNK):
+            out.extend(self.query(collection, " or ".join(clauses[i : i + OR_CHUNK]), fields))
+        return out
 
     def query(
         self, collection: str, expr: str, fields: list[str], *, timeout_s: float | None = None

@@ -362,3 +362,18 @@ class TierContract:
         f = Filters(tenant="t1")
         routed = lex(tier, "does Maya like climbing", f, drop_stopwords=True, speaker_weight=1.0)
         assert routed[0] == 2 and 1 not in routed
+
+    def test_a_batch_across_many_conversations_applies_and_reads(self, tier: IndexTier) -> None:
+        """40 conversations in one batch (LoCoMo loads like this): a remote tier must not
+        send one OR of 40 ranges, which Milvus refuses."""
+        feed = Feed()
+        batch = [
+            feed.put(1 + c * 3 + t, f"session {c} turn {t} about kayaks", turn=t, conv=f"s{c}")
+            for c in range(40)
+            for t in range(3)
+        ]
+        tier.apply(batch)
+        hits = tier.search_lexical("kayaks", 200, filters=Filters(tenant="t1"), timeout_s=5)
+        assert len(hits) == 120
+        ctx = tier.context_many([1 + c * 3 + 1 for c in range(40)], before=1, after=1)
+        assert all(len(turns) == 2 for turns in ctx.values()) and len(ctx) == 40
