@@ -22,6 +22,7 @@ import os
 import random
 import sys
 from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -29,8 +30,9 @@ import numpy.typing as npt
 from tqdm import tqdm
 
 from eval.scale_text import Talk
-from indexer.models import Filters
+from indexer.models import Filters, Role
 from indexer.protocols import Embedder
+from indexer.records import DocRecord
 
 #: bump when the generator changes: it is part of the cache key
 GENERATOR_VERSION = 1
@@ -122,6 +124,22 @@ class Corpus:
 
     def conversations(self) -> int:
         return int(self.conv.max()) + 1 if len(self) else 0
+
+    def record(self, row: int) -> DocRecord:
+        """Row ``row`` as a record, with uid ``row + 1`` (every tier loads it so)."""
+        uid = row + 1
+        return DocRecord(
+            uid=uid,
+            tenant=TENANT,
+            id=f"utt-{uid:08d}",
+            conversation_id=self.conversation_id(int(self.conv[row])),
+            user_id=self.user_id(int(self.user[row])),
+            turn=int(self.turn[row]),
+            speaker=self.speaker(row),
+            role=Role.AGENT if self.agent[row] else Role.USER,
+            text=self.texts[row],
+            started_at=datetime.fromtimestamp(float(self.started[row]), UTC),
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +33,7 @@ from eval.scale_memory import peak_bytes, reset_peak, rss_bytes, settle
 from eval.scale_text import queries as make_queries
 from eval.scale_tier import BUDGET_MS, Answer, K, measure
 from indexer.ingest import vector_id
-from indexer.models import Filters, IndexDoc, Role
+from indexer.models import Filters, IndexDoc
 from indexer.protocols import Embedder
 from indexer.shard import DocRecord, IndexShard
 from indexer.snapshot import load_snapshot, save_snapshot
@@ -49,23 +48,8 @@ RAW_TIMEOUT_S = 10.0
 
 def records(corpus: Corpus) -> tuple[list[IndexDoc], list[DocRecord]]:
     """The corpus as the shard loads it: uid ``i + 1`` for row ``i``."""
-    docs, recs = [], []
-    for i, text in enumerate(corpus.texts):
-        uid = i + 1
-        rec = DocRecord(
-            uid=uid,
-            tenant=TENANT,
-            id=f"utt-{uid:08d}",
-            conversation_id=corpus.conversation_id(int(corpus.conv[i])),
-            user_id=corpus.user_id(int(corpus.user[i])),
-            turn=int(corpus.turn[i]),
-            speaker=corpus.speaker(i),
-            role=Role.AGENT if corpus.agent[i] else Role.USER,
-            text=text,
-            started_at=datetime.fromtimestamp(float(corpus.started[i]), UTC),
-        )
-        recs.append(rec)
-        docs.append(rec.index_doc(corpus.vectors[i]))
+    recs = [corpus.record(i) for i in range(len(corpus))]
+    docs = [rec.index_doc(corpus.vectors[i]) for i, rec in enumerate(recs)]
     return docs, recs
 
 

@@ -14,11 +14,11 @@ Milvus Distributed.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -28,11 +28,11 @@ from tqdm import tqdm
 
 from convmem.settings import Settings
 from convmem.wiring import search_params
-from eval.scale_corpus import TENANT, Corpus, Scope
+from eval.scale_corpus import Corpus, Scope
 from eval.scale_memory import find_process, process_rss_bytes
 from eval.scale_tier import BUDGET_MS, Answer, K, measure
 from indexer.ingest import vector_id
-from indexer.models import Change, Filters, Role, Source, Utterance
+from indexer.models import Change, Filters, Source, Utterance
 from indexer.protocols import Embedder
 from indexer.shard import DocRecord, IndexShard
 from query_service.deadline import Deadline
@@ -54,24 +54,10 @@ def changes(corpus: Corpus, model_id: str) -> Iterator[Change]:
     order = np.lexsort((corpus.turn, corpus.conv, corpus.user))
     for seq, row in enumerate(order, 1):
         i = int(row)
-        uid = i + 1
-        u = Utterance(
-            uid=uid,
-            tenant=TENANT,
-            id=f"utt-{uid:08d}",
-            conversation_id=corpus.conversation_id(int(corpus.conv[i])),
-            user_id=corpus.user_id(int(corpus.user[i])),
-            turn=int(corpus.turn[i]),
-            speaker=corpus.speaker(i),
-            role=Role.AGENT if corpus.agent[i] else Role.USER,
-            text=corpus.texts[i],
-            started_at=datetime.fromtimestamp(float(corpus.started[i]), UTC),
-            ended_at=None,
-            source=Source.TEXT,
-            asr_confidence=None,
-            seq=seq,
-        )
-        yield Change(seq, uid, False, u, corpus.vectors[i], made_by)
+        rec = corpus.record(i)
+        fields = {f.name: getattr(rec, f.name) for f in dataclasses.fields(rec)}
+        u = Utterance(**fields, ended_at=None, source=Source.TEXT, asr_confidence=None, seq=seq)
+        yield Change(seq, rec.uid, False, u, corpus.vectors[i], made_by)
 
 
 class _SearcherView:
