@@ -105,15 +105,9 @@ def _recount_speakers(tier: MilvusTier, records: list[DocRecord]) -> None:
         expr = f"tenant_k == {quoted(tenant)} and speaker_k == {quoted(speaker)}"
         if scope != "t":
             expr += f' and user_k == "{scope[1:]}"'  # a key: no quote or backslash in it
-        rows = tier.client.query(
-            tier.collection,
-            filter=expr,
-            output_fields=["count(*)"],
-            timeout=tier.timeout_s,
-            consistency_level="Strong",
-        )
         row = speaker_row(tenant, scope, speaker)
-        if int(rows[0]["count(*)"]) > 0:
+        # Strong whatever the reads use: the count must see this batch's own writes
+        if tier.count_where(expr, consistency="Strong") > 0:
             keep.append(row)
         else:
             drop.append(row["key"])

@@ -341,14 +341,17 @@ class MilvusTier:
 
     def count(self, filters: Filters | None = None) -> int:
         """Live utterances (within ``filters``)."""
-        expr = filter_expr(filters) if filters is not None else "uid >= 0"
+        return self.count_where(filter_expr(filters) if filters is not None else "uid >= 0")
+
+    def count_where(self, expr: str, *, consistency: str | None = None) -> int:
+        """Rows of the utterance collection matching ``expr``."""
         with remote("count"):
             rows = self._client.query(
                 self.collection,
                 filter=expr,
                 output_fields=["count(*)"],
                 timeout=self._timeout_s,
-                consistency_level=self._consistency,
+                consistency_level=consistency or self._consistency,
             )
         return int(rows[0]["count(*)"])
 
