@@ -67,6 +67,7 @@ def build_milvus_tier(settings: Settings, dim: int, closers: list[Callable[[], N
     _log.info("index tier: Milvus at %s, collection %s", uri, m.collection)
     return MilvusTier.open(
         client,
+        recreate_stale=settings.index.feed,
         collection=m.collection,
         dim=dim,
         partition_key=partition_key,

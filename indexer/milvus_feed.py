@@ -49,7 +49,7 @@ def apply_changes(tier: MilvusTier, changes: Sequence[Change]) -> None:
         client.delete(name, ids=deletes, timeout=tier.timeout_s)
     for i in range(0, len(rows), WRITE_BATCH):
         client.upsert(name, rows[i : i + WRITE_BATCH], timeout=tier.timeout_s)
-    _recount_speakers(tier, list(old.values()) + list(upserts.values()))
+    _recount_speakers(tier, list(old.values()), list(upserts.values()))
     client.upsert(tier.meta, [cursor_row(changes[-1].seq)], timeout=tier.timeout_s)
 
 
@@ -63,19 +63,11 @@ def _document_rows(
     touched = list(upserts.values()) + [old[u] for u in deletes if u in old]
     ranges = turn_ranges(touched + [old[u] for u in upserts if u in old])
     existing: dict[tuple[str, str], list[Turn]] = {k: [] for k in ranges}
-    if ranges:
-        clauses = [
-            f"(tenant_k == {quoted(t)} and conv_k == {quoted(c)} and turn >= {lo} and turn <= {hi})"
-            for (t, c), (lo, hi) in ranges.items()
-        ]
-        for r in tier.query_any(
-            tier.collection,
-            clauses,
-            ["uid", "tenant", "conversation_id", "started_at", "turn", "text"],
-        ):
-            existing[(str(r["tenant"]), str(r["conversation_id"]))].append(
-                Turn(int(r["uid"]), float(r["started_at"]), int(r["turn"]), str(r["text"]))
-            )
+    spans = {conv: [span] for conv, span in ranges.items()}
+    for r in tier.read_spans(spans, ["uid", "started_at", "text"]):
+        existing[(str(r["tenant"]), str(r["conversation_id"]))].append(
+            Turn(int(r["uid"]), float(r["started_at"]), int(r["turn"]), str(r["text"]))
+        )
     rows: list[dict[str, Any]] = []
     rekeys: dict[int, str] = {}
     for conv, (lo, _) in ranges.items():
@@ -96,12 +88,14 @@ def _document_rows(
     return rows
 
 
-def _recount_speakers(tier: MilvusTier, records: list[DocRecord]) -> None:
-    """Re-derive the speaker rows of every (tenant, scope, speaker) the batch touched."""
-    triples = {(r.tenant, scope, r.speaker) for r in records for scope in speaker_scopes(r)}
-    keep: list[dict[str, Any]] = []
+def _recount_speakers(tier: MilvusTier, old: list[DocRecord], new: list[DocRecord]) -> None:
+    """Re-derive the speaker rows of every (tenant, scope, speaker) the batch touched: one
+    the batch writes is live; one only the batch's old rows had is counted again."""
+    live = {(r.tenant, scope, r.speaker) for r in new for scope in speaker_scopes(r)}
+    maybe = {(r.tenant, scope, r.speaker) for r in old for scope in speaker_scopes(r)} - live
+    keep = [speaker_row(*triple) for triple in sorted(live)]
     drop: list[str] = []
-    for tenant, scope, speaker in sorted(triples):
+    for tenant, scope, speaker in sorted(maybe):
         expr = f"tenant_k == {quoted(tenant)} and speaker_k == {quoted(speaker)}"
         if scope != "t":
             expr += f' and user_k == "{scope[1:]}"'  # a key: no quote or backslash in it

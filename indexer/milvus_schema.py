@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 import numpy.typing as npt
 
-from indexer.milvus_keys import key, user_key
+from indexer.milvus_keys import conv_turn, key, user_key
 from indexer.models import Role
 from indexer.records import DocRecord
 from ranking.question_prior import is_question
@@ -56,6 +56,10 @@ RECORD_FIELDS = [
     "text",
     "started_iso",
 ]
+#: what a read keeps of a row (``indexer.milvus_memo.Row``)
+ROW_FIELDS = [*RECORD_FIELDS, "is_question", "ct"]
+#: what a search returns with each hit (``indexer.milvus_memo.ReadMemo.light``)
+LIGHT_FIELDS = ["ct", "is_question"]
 
 
 def utterance_schema(dim: int, *, partition_key: bool) -> CollectionSchema:
@@ -70,6 +74,7 @@ def utterance_schema(dim: int, *, partition_key: bool) -> CollectionSchema:
     s.add_field("role", DataType.VARCHAR, max_length=16)
     s.add_field("started_at", DataType.DOUBLE)
     s.add_field("turn", DataType.INT64)
+    s.add_field("ct", DataType.INT64)  # milvus_keys.conv_turn: the conversation and the turn
     s.add_field("is_question", DataType.BOOL)
     for name in ("tenant", "id", "conversation_id", "user_id", "speaker"):
         s.add_field(name, DataType.VARCHAR, max_length=KEY_BYTES)
@@ -119,7 +124,7 @@ def utterance_indexes(client: MilvusClient, *, dense_index: str, nlist: int) -> 
     elif dense_index == "HNSW":  # Milvus Standalone/Distributed; milvus-lite has none
         params = {"M": 16, "efConstruction": 200}
     ip.add_index("dense", index_type=dense_index, metric_type="IP", params=params)
-    for name in ("tenant_k", "user_k", "conv_k"):
+    for name in ("tenant_k", "user_k", "conv_k", "speaker_k", "ct"):
         ip.add_index(name, index_type="INVERTED")
     return ip
 
@@ -193,6 +198,7 @@ def to_row(rec: DocRecord, vector: npt.NDArray[np.float32], previous: str) -> di
         "role": rec.role,
         "started_at": rec.started_at.timestamp(),
         "turn": rec.turn,
+        "ct": conv_turn(rec.tenant, rec.conversation_id, rec.turn),
         "is_question": is_question(rec.text),
         "tenant": rec.tenant,
         "id": rec.id,

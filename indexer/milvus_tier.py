@@ -14,6 +14,7 @@ frequency) are approximated: see ``search_lexical``. Everything else the searche
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import time
@@ -26,9 +27,11 @@ import numpy.typing as npt
 
 from indexer import stopwords
 from indexer.errors import IndexUnavailable
-from indexer.milvus_keys import filter_expr, ints_in, quoted, user_key
+from indexer.milvus_keys import TURN_BITS, conv_turn, filter_expr, ints_in, quoted, user_key
+from indexer.milvus_memo import ReadMemo, Row
 from indexer.milvus_schema import (
-    RECORD_FIELDS,
+    LIGHT_FIELDS,
+    ROW_FIELDS,
     from_row,
     identity_row,
     meta_indexes,
@@ -43,12 +46,16 @@ from ranking.hits import Hits
 if TYPE_CHECKING:
     from pymilvus import MilvusClient
 
+_log = logging.getLogger(__name__)
 _WORD = re.compile(r"[^\W_]+")
 _STOP = frozenset(stopwords.ENGLISH)
 #: Milvus answers at most this many rows per query
 QUERY_LIMIT = 16_384
 #: clauses OR-ed in one query (``query_any``)
 OR_CHUNK = 8
+#: ``ct`` keys in one ``ct in [...]`` query (``read_spans``)
+CT_CHUNK = 4096
+_TURN_MASK = (1 << TURN_BITS) - 1
 #: the seq read from the cursor is reused this long (the searcher reads it twice a search)
 SEQ_TTL_S = 0.05
 
@@ -67,6 +74,8 @@ def connect(uri: str, *, token: str = "", timeout_s: float = 10.0) -> MilvusClie
 
 
 class MilvusTier:
+    remote = True
+
     def __init__(
         self,
         client: MilvusClient,
@@ -97,12 +106,17 @@ class MilvusTier:
         self._timeout_s = timeout_s
         self._seq = 0
         self._seq_read_at = -math.inf
+        self._memo = ReadMemo()
 
     @classmethod
-    def open(cls, client: MilvusClient, **kwargs: Any) -> MilvusTier:
-        """The tier over ``client``, its collections created and loaded if missing."""
+    def open(
+        cls, client: MilvusClient, *, recreate_stale: bool = False, **kwargs: Any
+    ) -> MilvusTier:
+        """The tier over ``client``, its collections created and loaded if missing; one of
+        an older schema is recreated (empty, so the feed rebuilds it) if ``recreate_stale``
+        (the feed worker), refused otherwise (a replica cannot rebuild it)."""
         tier = cls(client, **kwargs)
-        tier.ensure_collections()
+        tier.ensure_collections(recreate_stale=recreate_stale)
         return tier
 
     @property
@@ -113,8 +127,23 @@ class MilvusTier:
     def timeout_s(self) -> float:
         return self._timeout_s
 
-    def ensure_collections(self) -> None:
+    def ensure_collections(self, *, recreate_stale: bool = False) -> None:
         c = self._client
+        missing = self.missing_fields()
+        if missing:
+            if not recreate_stale:
+                raise IndexUnavailable(
+                    f"Milvus collection {self.collection} has an older schema (no"
+                    f" {', '.join(missing)}): a feed worker (CONVMEM_INDEX__FEED=true) recreates"
+                    " it and rebuilds it from the store"
+                )
+            _log.warning(
+                "Milvus collection %s has an older schema (no %s): recreating it",
+                self.collection,
+                ", ".join(missing),
+            )
+            self.drop()
+            self._memo.clear()
         if not c.has_collection(self.collection, timeout=self._timeout_s):
             c.create_collection(
                 self.collection,
@@ -133,6 +162,18 @@ class MilvusTier:
             )
         for name in (self.collection, self.meta):
             c.load_collection(name, timeout=self._timeout_s)
+
+    def missing_fields(self) -> list[str]:
+        """The fields this version needs that the existing collection lacks ([] if none, or
+        if there is no collection yet)."""
+        c = self._client
+        if not c.has_collection(self.collection, timeout=self._timeout_s):
+            return []
+        with remote("describe"):
+            found = c.describe_collection(self.collection, timeout=self._timeout_s)
+        have = {str(f["name"]) for f in found.get("fields", [])}
+        need = utterance_schema(self.dim, partition_key=self._partition_key).fields
+        return [f.name for f in need if f.name not in have]
 
     def drop(self) -> None:
         """Delete both collections (tests, and ``convmem`` rebuilding a tier from scratch)."""
@@ -158,6 +199,7 @@ class MilvusTier:
         self._client.delete(self.collection, filter="uid >= 0", timeout=self._timeout_s)
         self._client.delete(self.meta, filter='key != ""', timeout=self._timeout_s)
         self._seq, self._seq_read_at = 0, -math.inf
+        self._memo.clear()
 
     # -- the feed --------------------------------------------------------------------------
 
@@ -178,11 +220,18 @@ class MilvusTier:
 
         if not changes:
             return self.seq
+        self._memo.clear()  # the feed reads the rows as stored
         with remote("write"):
             apply_changes(self, changes)
         self._seq = max(self._seq, changes[-1].seq)
         self._seq_read_at = time.monotonic()
+        self._memo.clear()  # rows read while the batch was written may predate it
         return self._seq
+
+    def _fresh(self) -> ReadMemo:
+        """The read memo, emptied if the feed moved on since it was filled."""
+        self._memo.at(self.seq)
+        return self._memo
 
     # -- reads -----------------------------------------------------------------------------
 
@@ -229,6 +278,7 @@ class MilvusTier:
         return _ranked(scores, k)
 
     def _bm25(self, text: str, field: str, expr: str, k: int, timeout_s: float) -> dict[int, float]:
+        memo = self._fresh()
         with remote("BM25 search"):
             res = self._client.search(
                 self.collection,
@@ -237,10 +287,11 @@ class MilvusTier:
                 limit=k,
                 filter=expr,
                 search_params={"metric_type": "BM25"},
-                output_fields=["uid"],
+                output_fields=LIGHT_FIELDS,
                 timeout=timeout_s,
                 consistency_level=self._consistency,
             )
+        memo.put_light(_light(h) for h in res[0])
         return {int(h["id"]): float(h["distance"]) for h in res[0]}
 
     def search_dense(
@@ -253,6 +304,7 @@ class MilvusTier:
             params["params"] = {"nprobe": self._nprobe}
         elif self._dense_index == "HNSW":
             params["params"] = {"ef": max(k, self._nprobe)}
+        memo = self._fresh()
         with remote("dense search"):
             res = self._client.search(
                 self.collection,
@@ -261,10 +313,11 @@ class MilvusTier:
                 limit=k,
                 filter=filter_expr(filters),
                 search_params=params,
-                output_fields=["uid"],
+                output_fields=LIGHT_FIELDS,
                 timeout=timeout_s,
                 consistency_level=self._consistency,
             )
+        memo.put_light(_light(h) for h in res[0])
         hits = Hits(
             np.fromiter((int(h["id"]) for h in res[0]), np.int64),
             np.fromiter((float(h["distance"]) for h in res[0]), np.float32),
@@ -274,59 +327,171 @@ class MilvusTier:
 
     def speakers(self, tenant: str, user_id: str | None = None) -> list[str]:
         scope = "t" if user_id is None else "u" + user_key(user_id)
+        memo = self._fresh()
+        held = memo.speakers(tenant, scope)
+        if held is not None:
+            return list(held)
         rows = self.query(
             self.meta,
             f'tenant_k == {quoted(tenant)} and scope == "{scope}"',
             ["speaker"],
             timeout_s=self._timeout_s,
         )
-        return sorted({str(r["speaker"]) for r in rows})
+        found = sorted({str(r["speaker"]) for r in rows})
+        memo.put_speakers(tenant, scope, found)
+        return list(found)
 
     def questions(self, uids: Iterable[int]) -> list[bool]:
         ids = [int(u) for u in uids]
-        if not ids:
-            return []
-        rows = self.query(
-            self.collection, f"{ints_in('uid', ids)} and is_question == true", ["uid"]
-        )
-        found = {int(r["uid"]) for r in rows}
-        return [u in found for u in ids]
+        memo = self._fresh()
+        flags = {u: light[1] for u in ids if (light := memo.light(u)) is not None}
+        rows = self._rows([u for u in ids if u not in flags])
+        return [flags[u] if u in flags else u in rows and rows[u].is_question for u in ids]
 
     def records(self, uids: Iterable[int]) -> list[DocRecord | None]:
         ids = [int(u) for u in uids]
-        if not ids:
-            return []
-        by_uid = {
-            int(r["uid"]): from_row(r)
-            for r in self.query(self.collection, ints_in("uid", set(ids)), RECORD_FIELDS)
-        }
-        return [by_uid.get(u) for u in ids]
+        rows = self._rows(ids)
+        return [rows[u].record if u in rows else None for u in ids]
+
+    def _rows(self, uids: Sequence[int]) -> dict[int, Row]:
+        """The live rows of ``uids``: from the memo, the rest in one round trip."""
+        if not uids:
+            return {}
+        memo = self._fresh()
+        found, missing = memo.rows(uids)
+        if missing:
+            read = [
+                _row(r) for r in self.query(self.collection, ints_in("uid", missing), ROW_FIELDS)
+            ]
+            memo.put_rows(read)
+            found.update((r.record.uid, r) for r in read)
+        return found
 
     def context_many(
         self, uids: Sequence[int], *, before: int, after: int
     ) -> dict[int, list[DocRecord]]:
         """Neighbours by turn number: the live turns within ``before``/``after`` + a margin
-        of the hit's turn, ordered like ``IndexShard`` orders them (start time, turn, uid)."""
-        hits = [r for r in self.records(uids) if r is not None]
-        if not hits:
-            return {}
+        of the hit's turn, ordered like ``IndexShard`` orders them (start time, turn, uid).
+
+        The turns around every hit are one ``ct in [...]`` read (``milvus_keys.conv_turn``),
+        the hit's own row among them, so a hit a search returned costs no read of its own;
+        turns already read at this ``seq`` are not read again (``ReadMemo.span``)."""
+        memo = self._fresh()
+        margin = max(before, after) + 2
+        ids = list(dict.fromkeys(int(u) for u in uids))
+        where: dict[int, int] = {}
+        for uid in ids:
+            light = memo.light(uid)
+            if light is not None:
+                where[uid] = light[0]
+        unknown = [u for u in ids if u not in where]
+        if unknown:  # not from a search: its row first
+            where.update((u, row.ct) for u, row in self._rows(unknown).items())
+        spans: dict[int, tuple[int, int]] = {}
+        far: list[int] = []
+        for uid, ct in where.items():
+            turn = ct & _TURN_MASK
+            base = ct - turn
+            hi = turn + after + margin
+            if ct < 0 or hi >= 1 << TURN_BITS:
+                far.append(uid)
+            else:
+                spans[uid] = (base + max(0, turn - before - margin), base + hi)
+        todo = sorted({span for span in spans.values() if memo.span(*span, bits=TURN_BITS) is None})
+        if todo:
+            keys = sorted({k for lo, hi in todo for k in range(lo, hi + 1)})
+            read = [
+                _row(r)
+                for i in range(0, len(keys), CT_CHUNK)
+                for r in self.query(
+                    self.collection, ints_in("ct", keys[i : i + CT_CHUNK]), ROW_FIELDS
+                )
+            ]
+            memo.put_rows(read)
+            for lo, hi in todo:
+                memo.put_span(lo, hi, read, bits=TURN_BITS)
+        out: dict[int, list[DocRecord]] = {}
+        for uid, span in spans.items():
+            rows = memo.span(*span, bits=TURN_BITS)
+            if rows is None:  # dropped from a full memo since: read it the slow way
+                far.append(uid)
+                continue
+            me = next((r.record for r in rows if r.record.uid == uid), None)
+            if me is None:
+                continue  # deleted since the search found it
+            conv = sorted(
+                (
+                    r.record
+                    for r in rows
+                    if (r.record.tenant, r.record.conversation_id)
+                    == (me.tenant, me.conversation_id)
+                ),
+                key=lambda d: d.order_key,
+            )
+            i = conv.index(me)
+            out[uid] = conv[max(0, i - before) : i] + conv[i + 1 : i + 1 + after]
+        if far:
+            hits = [r for r in self.records(far) if r is not None]
+            out.update(self._around(hits, before=before, after=after))
+        return out
+
+    def _around(
+        self, hits: Sequence[DocRecord], *, before: int, after: int
+    ) -> dict[int, list[DocRecord]]:
         margin = 2 * max(before, after) + 2
-        ranges = [
-            f"(tenant_k == {quoted(r.tenant)} and conv_k == {quoted(r.conversation_id)}"
-            f" and turn >= {r.turn - before - margin} and turn <= {r.turn + after + margin})"
-            for r in hits
-        ]
-        rows = self.query_any(self.collection, ranges, RECORD_FIELDS)
+        spans: dict[tuple[str, str], list[tuple[int, int]]] = {}
+        for r in hits:
+            lo, hi = r.turn - before - margin, r.turn + after + margin
+            spans.setdefault((r.tenant, r.conversation_id), []).append((lo, hi))
+        read = [_row(r) for r in self.read_spans(spans, ROW_FIELDS)]
+        self._memo.put_rows(read)
         turns: dict[tuple[str, str], list[DocRecord]] = {}
-        for rec in sorted((from_row(r) for r in rows), key=lambda d: d.order_key):
+        for row in sorted(read, key=lambda x: x.record.order_key):
+            rec = row.record
             turns.setdefault((rec.tenant, rec.conversation_id), []).append(rec)
         out: dict[int, list[DocRecord]] = {}
         for r in hits:
-            conv = turns.get((r.tenant, r.conversation_id), [])
+            lo, hi = r.turn - before - margin, r.turn + after + margin
+            conv = [d for d in turns.get((r.tenant, r.conversation_id), []) if lo <= d.turn <= hi]
             i = next((j for j, d in enumerate(conv) if d.uid == r.uid), None)
             if i is None:
                 continue  # deleted between the two reads
             out[r.uid] = conv[max(0, i - before) : i] + conv[i + 1 : i + 1 + after]
+        return out
+
+    def read_spans(
+        self, spans: dict[tuple[str, str], list[tuple[int, int]]], fields: list[str]
+    ) -> list[dict[str, Any]]:
+        """The live rows of each ``(tenant, conversation_id)`` whose turn lies in one of its
+        ``(lo, hi)`` spans (inclusive). Spans within ``[0, 2**TURN_BITS)`` are read by
+        their ``ct`` keys, in one round trip per ``CT_CHUNK`` keys; others by a range each.
+        Rows of another conversation that shares the hash are dropped here."""
+        want = [*fields, "tenant", "conversation_id", "turn"]
+        keys: set[int] = set()
+        ranges: list[str] = []
+        for (tenant, conv), parts in spans.items():
+            base = conv_turn(tenant, conv, 0)
+            for lo, hi in parts:
+                lo = max(lo, 0)
+                if hi >= 1 << TURN_BITS or lo > hi:
+                    ranges.append(
+                        f"(tenant_k == {quoted(tenant)} and conv_k == {quoted(conv)}"
+                        f" and turn >= {lo} and turn <= {hi})"
+                    )
+                else:
+                    keys.update(range(base + lo, base + hi + 1))
+        rows = self.query_any(self.collection, ranges, want) if ranges else []
+        ordered = sorted(keys)
+        for i in range(0, len(ordered), CT_CHUNK):
+            rows += self.query(self.collection, ints_in("ct", ordered[i : i + CT_CHUNK]), want)
+        seen: set[int] = set()
+        out: list[dict[str, Any]] = []
+        for row in rows:
+            uid, turn = int(row["uid"]), int(row["turn"])
+            parts = spans.get((str(row["tenant"]), str(row["conversation_id"])), [])
+            if uid not in seen and any(lo <= turn <= hi for lo, hi in parts):
+                seen.add(uid)
+                out.append(row)
         return out
 
     def live_vectors(self, hits: Hits) -> tuple[Hits, npt.NDArray[np.float32]]:
@@ -412,3 +577,12 @@ def _ranked(scores: dict[int, float], k: int) -> Hits:
     vals = np.fromiter(scores.values(), np.float32, len(scores))
     order = np.lexsort((ids, -vals))[:k]
     return Hits(ids[order], vals[order])
+
+
+def _row(entity: dict[str, Any]) -> Row:
+    return Row(from_row(entity), bool(entity["is_question"]), int(entity["ct"]))
+
+
+def _light(hit: dict[str, Any]) -> tuple[int, int, bool]:
+    entity = hit["entity"]
+    return int(hit["id"]), int(entity["ct"]), bool(entity["is_question"])

@@ -65,6 +65,8 @@ class OpenSearchTier:
     Thread-safe for reads; one writer at a time.
     """
 
+    remote = True
+
     def __init__(
         self,
         *,

@@ -32,6 +32,8 @@ _ALL_USERS = "\x00all"
 class IndexShard:
     """Thread-safe: one writer (the tailer) applies changes while many searches read."""
 
+    remote = False
+
     def __init__(self, *, lexical: LexicalIndex, vector: VectorIndex) -> None:
         self.lexical = lexical
         self.vector = vector

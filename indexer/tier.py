@@ -34,6 +34,10 @@ from ranking.hits import Hits
 class IndexTier(Protocol):
     """A searchable copy of the store, fed by the change feed. Thread-safe for reads."""
 
+    #: every read is a round trip to another process (a remote engine): the searcher then
+    #: overlaps its retrievals rather than running them one after another
+    remote: bool
+
     @property
     def seq(self) -> int:
         """The highest change-feed ``seq`` applied (and visible to searches)."""

@@ -22,7 +22,8 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Literal
@@ -130,6 +131,12 @@ class Searcher:
             else ThreadPoolExecutor(max_workers=4, thread_name_prefix="convmem-embed")
         )
         self._shard = shard
+        # reads of a remote tier overlap on these threads (a round trip each)
+        self._tier_pool = (
+            ThreadPoolExecutor(max_workers=8, thread_name_prefix="convmem-tier")
+            if shard.remote
+            else None
+        )
         self._embedder = embedder
         self._params = params
         self._wait_for_seq = wait_for_seq
@@ -156,6 +163,8 @@ class Searcher:
         """Release the embedding threads (if this searcher made them)."""
         if self._owns_executor:
             self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._tier_pool is not None:
+            self._tier_pool.shutdown(wait=False, cancel_futures=True)
 
     def _wait_for(self, min_seq: int, until: Deadline) -> bool:
         """Wait for the index to cover ``min_seq`` until ``until``, in short slices so that
@@ -205,32 +214,25 @@ class Searcher:
 
         n = max(k, p.candidates)
         runs: list[Hits] = []
+        when = self._time_range(query, filters, now)
+        dense_future: Future[Hits | None] | None = None
+        if mode in ("hybrid", "dense") and self._tier_pool is not None:
+            # a remote tier: the dense search waits on the engine while BM25 does too
+            dense_future = self._tier_pool.submit(self._dense, query, filters, when, n, stages)
         if mode in ("hybrid", "lexical"):
             lex = stages.run("lexical", lambda: self._lexical(query, n, filters, usable))
             if lex is not None:
                 runs.append(lex)
-        when = self._time_range(query, filters, now)
         if mode in ("hybrid", "dense"):
-            dense_filters, dense_query = self._dense_scope(query, filters)
-            if when is not None:
-                dense_filters = replace(dense_filters, since=when.since, until=when.until)
-            qvec = stages.run_on(
-                self._executor,
-                "embed",
-                lambda: self._embedder.embed_query(dense_query),
-                also=("dense",),
+            dense = (
+                self._dense(query, filters, when, n, stages)
+                if dense_future is None
+                else self._await_dense(dense_future, stages)
             )
-            if qvec is not None:
-                dense = stages.run(
-                    "dense",
-                    lambda: self._shard.search_dense(
-                        qvec, n, filters=dense_filters, timeout_s=usable.remaining()
-                    ),
-                )
-                if dense is not None:
-                    runs.append(dense)
-                    if not dense.exhaustive:
-                        result.degraded.append("dense_partial")
+            if dense is not None:
+                runs.append(dense)
+                if not dense.exhaustive:
+                    result.degraded.append("dense_partial")
         if not runs:
             if not result.degraded:
                 return result  # nothing asked for: cannot happen with a valid mode
@@ -262,22 +264,64 @@ class Searcher:
         result.index_seq = self._shard.seq
         return result
 
+    def _dense(
+        self, query: str, filters: Filters, when: TimeRange | None, n: int, stages: StageRunner
+    ) -> Hits | None:
+        """The query embedding, then the dense search (each skipped if it does not fit)."""
+        dense_filters, dense_query = self._dense_scope(query, filters)
+        if when is not None:
+            dense_filters = replace(dense_filters, since=when.since, until=when.until)
+        qvec = stages.run_on(
+            self._executor,
+            "embed",
+            lambda: self._embedder.embed_query(dense_query),
+            also=("dense",),
+        )
+        if qvec is None:
+            return None
+        usable = stages.usable
+        return stages.run(
+            "dense",
+            lambda: self._shard.search_dense(
+                qvec, n, filters=dense_filters, timeout_s=usable.remaining()
+            ),
+        )
+
+    def _await_dense(self, future: Future[Hits | None], stages: StageRunner) -> Hits | None:
+        """The overlapped dense search's hits, waited for no longer than the deadline."""
+        try:
+            return future.result(timeout=max(0.0, stages.usable.remaining()))
+        except FutureTimeout:
+            future.cancel()
+            stages.skip("dense")
+            return None
+
     def _lexical(self, query: str, n: int, filters: Filters, usable: Deadline) -> Hits:
         """BM25 over the turns; with ``window_weight`` > 0, fused with BM25 over the windows."""
         p = self._params
         keys: list[Literal["turn", "window"]] = ["turn"]
         if p.window_weight > 0:
             keys.append("window")
-        runs = [
-            self._shard.search_lexical(
+
+        def one(key: Literal["turn", "window"]) -> Hits:
+            return self._shard.search_lexical(
                 query,
                 n,
                 filters=filters,
                 timeout_s=usable.remaining(),
                 options=LexicalOptions(p.lexical_stopwords, p.speaker_weight, key),
             )
-            for key in keys
-        ]
+
+        if self._tier_pool is not None and len(keys) > 1:  # a remote tier: both at once
+            later = self._tier_pool.submit(one, keys[1])
+            first = one(keys[0])
+            try:
+                runs = [first, later.result(timeout=max(0.0, usable.remaining()))]
+            except FutureTimeout:  # out of time: the turn key's hits alone
+                later.cancel()
+                return first
+        else:
+            runs = [one(key) for key in keys]
         if len(runs) == 1:
             return runs[0]
         return convex(runs, weights=[1.0 - p.window_weight, p.window_weight], limit=n)

@@ -46,3 +46,32 @@ class TestMilvusTier(TierContract):
             return tier
 
         return make
+
+
+def test_a_collection_of_an_older_schema_is_rebuilt_by_the_worker_only(
+    milvus_client: object,
+) -> None:
+    """A collection from an older convmem (here: no ``ct`` turn key) cannot serve this one:
+    a replica refuses it with a clear error, the feed worker recreates it empty (the feed then
+    rebuilds it from ``seq`` 0)."""
+    from pymilvus import DataType, MilvusClient
+
+    from indexer.errors import IndexUnavailable
+
+    client: MilvusClient = milvus_client
+    name = "stale_schema"
+    tier = MilvusTier(client, collection=name, dim=4)
+    tier.drop()
+    old = MilvusClient.create_schema(auto_id=False)
+    old.add_field("uid", DataType.INT64, is_primary=True)
+    old.add_field("dense", DataType.FLOAT_VECTOR, dim=4)
+    ip = client.prepare_index_params()
+    ip.add_index("dense", index_type="FLAT", metric_type="IP")
+    client.create_collection(name, schema=old, index_params=ip)
+    try:
+        with pytest.raises(IndexUnavailable, match=r"older schema \(no .*ct"):
+            MilvusTier.open(client, collection=name, dim=4)
+        fresh = MilvusTier.open(client, collection=name, dim=4, recreate_stale=True)
+        assert fresh.missing_fields() == [] and len(fresh) == 0 and fresh.seq == 0
+    finally:
+        tier.drop()

@@ -377,3 +377,41 @@ class TierContract:
         assert len(hits) == 120
         ctx = tier.context_many([1 + c * 3 + 1 for c in range(40)], before=1, after=1)
         assert all(len(turns) == 2 for turns in ctx.values()) and len(ctx) == 40
+
+    def test_reads_follow_edits_and_deletes_of_what_was_read(self, tier: IndexTier) -> None:
+        """A remote tier may keep what it read while the feed stands still; every applied
+        change must be seen by the next read (records, flags, context, speakers)."""
+        feed = Feed()
+        self.load(tier, feed)
+        assert [r.text for r in tier.context_many([2], before=1, after=1)[2]] == [
+            CONVERSATION[0][2],
+            CONVERSATION[2][2],
+        ]
+        assert tier.questions([3]) == [False]
+        tier.apply([feed.put(3, "did they confirm it?", turn=3, speaker="Otto")])
+        assert [r.text for r in tier.context_many([2], before=1, after=1)[2]] == [
+            CONVERSATION[0][2],
+            "did they confirm it?",
+        ]
+        assert tier.questions([3]) == [True]
+        assert "Otto" in tier.speakers("t1", "maya")
+        tier.apply([feed.delete(3, turn=3)])
+        assert tier.records([3]) == [None]
+        assert [r.uid for r in tier.context_many([2], before=1, after=1)[2]] == [1, 4]
+        assert "Otto" not in tier.speakers("t1", "maya")
+
+    def test_context_at_any_turn_number(self, tier: IndexTier) -> None:
+        """Turn numbers are not bounded: around 2**20 (where a remote tier's turn key may
+        stop) and past 2**40 the neighbours are the same live turns in order."""
+        feed = Feed()
+        for base, conv in ((2**20 - 2, "edge"), (2**40, "far"), (0, "start")):
+            tier.apply(
+                [
+                    feed.put(base + t + 10, f"{conv} turn {t}", turn=base + t, conv=conv, minutes=t)
+                    for t in range(5)
+                ]
+            )
+            mid = base + 2 + 10
+            got = tier.context_many([mid], before=2, after=2)[mid]
+            assert [r.uid for r in got] == [base + 10, base + 11, base + 13, base + 14], conv
+            assert {r.conversation_id for r in got} == {conv}
