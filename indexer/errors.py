@@ -7,6 +7,7 @@ IndexerError
 │   └── BackupError       a backup or restore could not be made (tools, file, target)
 ├── InvalidInput          what a client sent cannot be stored (also a ValueError)
 ├── IndexUnavailable      an index is not loaded or not caught up
+│   └── IndexTimeout      a remote tier's call ran past the time it was given
 ├── EmbedderError         the embedding model could not be loaded or run
 └── SnapshotError         a snapshot on disk is missing, corrupt, or of another model or store
 """
@@ -33,6 +34,11 @@ class InvalidInput(IndexerError, ValueError):
 
 class IndexUnavailable(IndexerError):
     pass
+
+
+class IndexTimeout(IndexUnavailable):
+    """A remote tier did not answer within the time a search gave the call: the searcher
+    degrades that stage (named in ``degraded``), as it does one that would not fit."""
 
 
 class EmbedderError(IndexerError):

@@ -26,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from indexer import stopwords
-from indexer.errors import IndexUnavailable
+from indexer.errors import IndexTimeout, IndexUnavailable
 from indexer.milvus_keys import TURN_BITS, conv_turn, filter_expr, ints_in, quoted, user_key
 from indexer.milvus_memo import ReadMemo, Row
 from indexer.milvus_schema import (
@@ -561,13 +561,23 @@ class MilvusTier:
 @contextmanager
 def remote(what: str) -> Iterator[None]:
     """Milvus's failures (down, timed out, refused) as ``IndexUnavailable``: a 503 to a
-    client, and a retry for the feed worker."""
+    client, and a retry for the feed worker. gRPC's own errors too: pymilvus passes some
+    through unwrapped (``DEADLINE_EXCEEDED`` from ``MilvusClient.search``)."""
+    import grpc
     from pymilvus.exceptions import MilvusException
 
     try:
         yield
     except MilvusException as exc:
+        if "timeout" in str(exc.message).lower():  # pymilvus: "Retry timeout: ...s"
+            raise IndexTimeout(f"Milvus {what} timed out: {exc.message}") from exc
         raise IndexUnavailable(f"Milvus {what} failed: {exc.message}") from exc
+    except grpc.RpcError as exc:  # pymilvus lets some through (a deadline inside search)
+        code = exc.code() if isinstance(exc, grpc.Call) else None
+        if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+            raise IndexTimeout(f"Milvus {what} timed out") from exc
+        name = code.name if code is not None else type(exc).__name__
+        raise IndexUnavailable(f"Milvus {what} failed: {name}") from exc
 
 
 def _ranked(scores: dict[int, float], k: int) -> Hits:

@@ -30,6 +30,7 @@ from typing import Literal
 
 import numpy as np
 
+from indexer.errors import IndexTimeout
 from indexer.models import Filters, LexicalOptions
 from indexer.protocols import CrossEncoder, Embedder
 from indexer.records import DocRecord
@@ -439,7 +440,10 @@ class Searcher:
             if deadline.expired():
                 stages.skip("context")
             else:
-                around = self._shard.context_many(live, before=turns, after=turns)
+                try:
+                    around = self._shard.context_many(live, before=turns, after=turns)
+                except IndexTimeout:  # a remote tier out of time: the hits, without context
+                    stages.skip("context")
         for uid, score, rec in zip(hits.ids, hits.scores, records, strict=True):
             if rec is None:  # deleted between retrieval and hydration
                 continue

@@ -6,6 +6,7 @@ not fit is skipped and named in ``degraded``. Every stage that runs is timed int
 ``timings_ms`` and reported to the ``StageObserver`` (metrics). A stage that runs on an
 executor (the query embedding, the cross-encoder) is waited for no longer than the deadline;
 an abandoned one is cancelled if it has not started, and skips its work if it starts late.
+A remote tier's call that times out (``IndexTimeout``) degrades its stage the same way.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from concurrent.futures import Executor
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Protocol, TypeVar
 
+from indexer.errors import IndexTimeout
 from query_service.deadline import Deadline
 
 T = TypeVar("T")
@@ -100,7 +102,12 @@ class StageRunner:
             self.skip(stage, *also)
             return None
         t0 = self._clock()
-        out = fn()
+        try:
+            out = fn()
+        except IndexTimeout:  # a remote tier gave up on the call: that stage is degraded
+            self.record(stage, self._clock() - t0)
+            self.skip(stage, *also)
+            return None
         self.record(stage, self._clock() - t0)
         return out
 

@@ -75,3 +75,30 @@ def test_a_collection_of_an_older_schema_is_rebuilt_by_the_worker_only(
         assert fresh.missing_fields() == [] and len(fresh) == 0 and fresh.seq == 0
     finally:
         tier.drop()
+
+
+def test_a_call_past_its_deadline_is_an_index_timeout_not_a_grpc_error(
+    milvus_client: object,
+) -> None:
+    """pymilvus lets gRPC's DEADLINE_EXCEEDED out of a search unwrapped: the tier raises
+    IndexTimeout (an IndexUnavailable: the searcher degrades that stage), not a gRPC error."""
+    import numpy as np
+
+    from indexer.errors import IndexTimeout
+    from indexer.models import Filters
+
+    tier = MilvusTier.open(milvus_client, collection="deadline_check", dim=4)
+    try:
+        for _ in range(3):  # a call may beat a microsecond deadline on an idle server
+            try:
+                tier.search_dense(
+                    np.ones(4, np.float32), 5, filters=Filters(tenant="t"), timeout_s=1e-6
+                )
+                tier.search_lexical("hello", 5, filters=Filters(tenant="t"), timeout_s=1e-6)
+            except IndexTimeout as exc:
+                assert "timed out" in str(exc)
+                break
+        else:
+            pytest.fail("no call ran past a 1 µs deadline")
+    finally:
+        tier.drop()

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from indexer.bm25_index import TantivyBM25Index
+from indexer.errors import IndexTimeout
 from indexer.faiss_index import FaissVectorIndex
 from indexer.models import Filters, IndexDoc, Role
 from indexer.shard import DocRecord, IndexShard
@@ -593,3 +594,75 @@ def test_a_min_seq_wait_ends_when_its_deadline_is_abandoned() -> None:
             "cat", k=2, mode="lexical", filters=Filters(tenant="t"), deadline=deadline, min_seq=10
         )
     assert len(waits) == 3 and max(waits) <= 0.02  # short slices, none after the hang-up
+
+
+class RemoteView:
+    """A real shard read as a remote tier is (``remote``: the searcher overlaps its
+    retrievals), with calls that can be made to time out as a remote engine's do."""
+
+    remote = True
+
+    def __init__(self, inner: IndexShard, *, timing_out: Sequence[str] = ()) -> None:
+        self._inner = inner
+        self._timing_out = set(timing_out)
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._inner, name)
+        if name not in self._timing_out:
+            return attr
+
+        def timed_out(*args: Any, **kwargs: Any) -> Any:
+            raise IndexTimeout(f"{name} timed out")
+
+        return timed_out
+
+
+def test_a_remote_tier_answers_as_the_same_shard_read_in_process() -> None:
+    """The overlapped retrievals (BM25 on both keys and dense at once) rank as the
+    sequential ones: the same hits, scores and context."""
+    inner = conversation_shard()
+    params = SearchParams(window_weight=0.3)
+    f = Filters(tenant="t")
+    local = Searcher(shard=inner, embedder=PointEmbedder(0), params=params)
+    remote = Searcher(shard=RemoteView(inner), embedder=PointEmbedder(0), params=params)
+    for query in ("painting and pottery", "the weather today", "what do you do for fun"):
+        for mode in ("hybrid", "lexical", "dense"):
+            a, b = (
+                s.search(query, k=5, mode=mode, filters=f, deadline=Deadline.after_ms(1000))
+                for s in (local, remote)
+            )
+            assert [(h.record.uid, h.score) for h in a.hits] == [
+                (h.record.uid, h.score) for h in b.hits
+            ]
+            assert [[c.uid for c in h.context] for h in a.hits] == [
+                [c.uid for c in h.context] for h in b.hits
+            ]
+            assert a.degraded == b.degraded == []
+    local.close()
+    remote.close()
+
+
+def test_a_remote_call_that_times_out_degrades_its_stage_only() -> None:
+    inner = conversation_shard()
+    f = Filters(tenant="t")
+
+    def search(timing_out: Sequence[str]) -> Any:
+        s = Searcher(
+            shard=RemoteView(inner, timing_out=timing_out),
+            embedder=PointEmbedder(0),
+            params=SearchParams(),
+        )
+        try:
+            return s.search(
+                "painting", k=3, mode="hybrid", filters=f, deadline=Deadline.after_ms(1000)
+            )
+        finally:
+            s.close()
+
+    r = search(["search_dense"])
+    assert r.hits and "dense" in r.degraded and "lexical" not in r.degraded
+    r = search(["context_many"])
+    assert r.hits and "context" in r.degraded and "neighbours" in r.degraded
+    assert all(h.context == [] for h in r.hits)
+    with pytest.raises(DeadlineExceeded):  # nothing retrieved at all: said, not an empty list
+        search(["search_dense", "search_lexical"])
