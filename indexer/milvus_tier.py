@@ -56,6 +56,9 @@ OR_CHUNK = 8
 #: ``ct`` keys in one ``ct in [...]`` query (``read_spans``)
 CT_CHUNK = 4096
 _TURN_MASK = (1 << TURN_BITS) - 1
+#: turns read beyond a hit's span each side: the served context of a neighbour that spreading
+#: lifts into the results is then already read (one read per search, not two)
+PREFETCH_TURNS = 4
 #: the seq read from the cursor is reused this long (the searcher reads it twice a search)
 SEQ_TTL_S = 0.05
 
@@ -375,7 +378,8 @@ class MilvusTier:
 
         The turns around every hit are one ``ct in [...]`` read (``milvus_keys.conv_turn``),
         the hit's own row among them, so a hit a search returned costs no read of its own;
-        turns already read at this ``seq`` are not read again (``ReadMemo.span``)."""
+        turns already read at this ``seq`` are not read again (``ReadMemo.span``), and each
+        read takes ``PREFETCH_TURNS`` more each side for the next ask."""
         memo = self._fresh()
         margin = max(before, after) + 2
         ids = list(dict.fromkeys(int(u) for u in uids))
@@ -397,7 +401,11 @@ class MilvusTier:
                 far.append(uid)
             else:
                 spans[uid] = (base + max(0, turn - before - margin), base + hi)
-        todo = sorted({span for span in spans.values() if memo.span(*span, bits=TURN_BITS) is None})
+        todo = sorted(
+            _widened(span)
+            for span in set(spans.values())
+            if memo.span(*span, bits=TURN_BITS) is None
+        )
         if todo:
             keys = sorted({k for lo, hi in todo for k in range(lo, hi + 1)})
             read = [
@@ -587,6 +595,13 @@ def _ranked(scores: dict[int, float], k: int) -> Hits:
     vals = np.fromiter(scores.values(), np.float32, len(scores))
     order = np.lexsort((ids, -vals))[:k]
     return Hits(ids[order], vals[order])
+
+
+def _widened(span: tuple[int, int]) -> tuple[int, int]:
+    """``span`` and ``PREFETCH_TURNS`` more turns each side, within its conversation's keys."""
+    lo, hi = span
+    base = lo - (lo & _TURN_MASK)
+    return max(base, lo - PREFETCH_TURNS), min(base + _TURN_MASK, hi + PREFETCH_TURNS)
 
 
 def _row(entity: dict[str, Any]) -> Row:
