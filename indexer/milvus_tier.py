@@ -17,8 +17,10 @@ from __future__ import annotations
 import logging
 import math
 import re
+import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -110,6 +112,8 @@ class MilvusTier:
         self._seq = 0
         self._seq_read_at = -math.inf
         self._memo = ReadMemo()
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
 
     @classmethod
     def open(
@@ -272,13 +276,23 @@ class MilvusTier:
         field = "window_sparse" if options.key == "window" else "text_sparse"
         text = " ".join(words)
         expr = filter_expr(filters)
+        if not names:
+            return _ranked(self._bm25(text, field, expr, k, timeout_s), k)
+        bonus = options.speaker_weight * math.log(2.0)
+        scoped = f"{expr} and speaker_k in [{', '.join(quoted(s) for s in sorted(names))}]"
+        # the two round trips at once: the named speaker's turns, and everyone's
+        theirs = self._readers().submit(self._bm25, text, field, scoped, k, timeout_s)
         scores = self._bm25(text, field, expr, k, timeout_s)
-        if names:
-            bonus = options.speaker_weight * math.log(2.0)
-            scoped = f"{expr} and speaker_k in [{', '.join(quoted(s) for s in sorted(names))}]"
-            for uid, s in self._bm25(text, field, scoped, k, timeout_s).items():
-                scores[uid] = max(scores.get(uid, 0.0), s + bonus)
+        for uid, s in theirs.result().items():
+            scores[uid] = max(scores.get(uid, 0.0), s + bonus)
         return _ranked(scores, k)
+
+    def _readers(self) -> ThreadPoolExecutor:
+        """Threads for round trips a read makes at once (started on first use)."""
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="milvus-read")
+            return self._pool
 
     def _bm25(self, text: str, field: str, expr: str, k: int, timeout_s: float) -> dict[int, float]:
         memo = self._fresh()
