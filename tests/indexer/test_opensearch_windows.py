@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from indexer.models import Change, Role, Source, Utterance
+from indexer.models import Change
 from indexer.opensearch_windows import (
     ApplyPlan,
     Turn,
@@ -23,6 +23,7 @@ from indexer.opensearch_windows import (
     plan_apply,
     window_text,
 )
+from tests.indexer.changes import utterance_change
 
 T0 = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
 VEC = np.ones(2, dtype=np.float32)
@@ -39,24 +40,18 @@ def change(
     deleted: bool = False,
     tenant: str = "t",
 ) -> Change:
-    u = Utterance(
-        uid=uid,
-        tenant=tenant,
-        id=f"u{uid}",
-        conversation_id=conv,
-        user_id=None,
+    return utterance_change(
+        seq,
+        uid,
+        text,
         turn=turn,
-        speaker="Ann",
-        role=Role.USER,
-        text="" if deleted else text,
         started_at=T0 + timedelta(minutes=minute),
-        ended_at=None,
-        source=Source.TEXT,
-        asr_confidence=None,
-        seq=seq,
-    )
-    return Change(
-        seq=seq, uid=uid, deleted=deleted, utterance=u, embedding=None if deleted else VEC
+        embedding=VEC,
+        tenant=tenant,
+        conv=conv,
+        user=None,
+        speaker="Ann",
+        deleted=deleted,
     )
 
 

@@ -13,12 +13,13 @@ from indexer.bm25_index import TantivyBM25Index
 from indexer.errors import SnapshotError
 from indexer.faiss_index import FaissVectorIndex
 from indexer.ingest import Ingestor
-from indexer.models import Change, Filters, Role, Source, Utterance
+from indexer.models import Change, Filters, Role
 from indexer.pg_store import PgStore
 from indexer.shard import IndexShard
 from indexer.snapshot import load_snapshot, save_snapshot
 from indexer.tailer import ChangeFeedTailer
 from tests.conftest import drop_database
+from tests.indexer.changes import utterance_change
 
 DIM = 16
 T0 = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
@@ -45,24 +46,15 @@ def vec(i: int) -> np.ndarray:
 def change(
     seq: int, uid: int, turn: int, text: str, *, conv: str = "c1", deleted: bool = False
 ) -> Change:
-    u = Utterance(
-        uid=uid,
-        tenant="t",
-        id=f"u{uid}",
-        conversation_id=conv,
-        user_id="maya",
+    return utterance_change(
+        seq,
+        uid,
+        text,
         turn=turn,
-        speaker="Maya",
-        role=Role.USER,
-        text="" if deleted else text,
         started_at=T0 + timedelta(minutes=turn),
-        ended_at=None,
-        source=Source.TEXT,
-        asr_confidence=None,
-        seq=seq,
-    )
-    return Change(
-        seq=seq, uid=uid, deleted=deleted, utterance=u, embedding=None if deleted else vec(uid)
+        embedding=vec(uid),
+        conv=conv,
+        deleted=deleted,
     )
 
 

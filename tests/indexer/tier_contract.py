@@ -14,8 +14,9 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from indexer.models import Change, Filters, LexicalOptions, Role, Source, Utterance
+from indexer.models import Change, Filters, LexicalOptions, Role
 from indexer.tier import IndexTier
+from tests.indexer.changes import utterance_change
 
 DIM = 16
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -51,44 +52,35 @@ class Feed:
         vector: np.ndarray | None = None,
     ) -> Change:
         self.seq += 1
-        u = Utterance(
-            uid=uid,
-            tenant=tenant,
-            id=f"u{uid}",
-            conversation_id=conv,
-            user_id=user,
+        return utterance_change(
+            self.seq,
+            uid,
+            text,
             turn=turn,
+            started_at=T0 + timedelta(minutes=turn if minutes is None else minutes),
+            embedding=vec(uid) if vector is None else vector,
+            tenant=tenant,
+            conv=conv,
+            user=user,
             speaker=speaker,
             role=role,
-            text=text,
-            started_at=T0 + timedelta(minutes=turn if minutes is None else minutes),
-            ended_at=None,
-            source=Source.TEXT,
-            asr_confidence=None,
-            seq=self.seq,
         )
-        emb = vec(uid) if vector is None else vector
-        return Change(seq=self.seq, uid=uid, deleted=False, utterance=u, embedding=emb)
 
     def delete(self, uid: int, *, turn: int, tenant: str = "t1", conv: str = "c1") -> Change:
         self.seq += 1
-        u = Utterance(
-            uid=uid,
-            tenant=tenant,
-            id=f"u{uid}",
-            conversation_id=conv,
-            user_id=None,
+        return utterance_change(
+            self.seq,
+            uid,
+            "",
             turn=turn,
-            speaker="",
-            role=Role.USER,
-            text="",
             started_at=T0,
-            ended_at=None,
-            source=Source.TEXT,
-            asr_confidence=None,
-            seq=self.seq,
+            embedding=None,
+            tenant=tenant,
+            conv=conv,
+            user=None,
+            speaker="",
+            deleted=True,
         )
-        return Change(seq=self.seq, uid=uid, deleted=True, utterance=u, embedding=None)
 
 
 def lex(tier: IndexTier, q: str, f: Filters, **options: object) -> list[int]:
