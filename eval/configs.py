@@ -12,8 +12,9 @@ A config file (JSON, or YAML with PyYAML installed) adds configs or overrides bu
         fusion: rrf
         rrf_k: 20
 
-Parameters (all optional; unset means the engine's configured value): ``fusion`` ("rrf" or
-"convex"), ``rrf_k``, ``lexical_weight``, ``candidates``, ``context_turns``,
+Parameters (all optional; unset means the engine's configured value): ``fusion`` ("rrf",
+"convex", or "server-rrf" / "server-weighted": fused by a tier that can, Milvus), ``rrf_k``,
+``lexical_weight``, ``candidates``, ``context_turns``,
 ``dedupe_threshold`` (null turns near-duplicate collapsing off), the ranking stages
 ``lexical_stopwords`` (true/false), ``speaker_weight`` (0 off), ``neighbour_weight`` (0 off),
 ``neighbour_window``, ``neighbour_top``, ``mmr_lambda`` (null off), ``window_weight`` (0 off),
@@ -128,9 +129,12 @@ def _number(lo: float, hi: float, *, integer: bool = False) -> Callable[[object]
     return check
 
 
+FUSIONS = ("rrf", "convex", "server-rrf", "server-weighted")
+
+
 def _fusion(value: object) -> ParamValue:
-    if value not in ("rrf", "convex"):
-        raise ValueError(f'must be "rrf" or "convex", got {value!r}')
+    if value not in FUSIONS:
+        raise ValueError(f"must be one of {', '.join(FUSIONS)}, got {value!r}")
     return str(value)
 
 

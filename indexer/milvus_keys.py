@@ -65,6 +65,11 @@ def filter_expr(filters: Filters) -> str:
     return " and ".join(parts)
 
 
+def named_expr(expr: str, speakers: Iterable[str]) -> str:
+    """``expr``, narrowed to the turns of ``speakers``."""
+    return f"{expr} and {one_of('speaker_k', sorted(speakers))}"
+
+
 def user_key(user_id: str | None) -> str:
     """The key stored for a conversation's user (``""`` for none: no user id is empty)."""
     return "" if user_id is None else key(user_id)

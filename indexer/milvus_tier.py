@@ -29,7 +29,15 @@ import numpy.typing as npt
 
 from indexer import stopwords
 from indexer.errors import IndexTimeout, IndexUnavailable
-from indexer.milvus_keys import TURN_BITS, conv_turn, filter_expr, ints_in, quoted, user_key
+from indexer.milvus_keys import (
+    TURN_BITS,
+    conv_turn,
+    filter_expr,
+    ints_in,
+    named_expr,
+    quoted,
+    user_key,
+)
 from indexer.milvus_memo import ReadMemo, Row
 from indexer.milvus_schema import (
     LIGHT_FIELDS,
@@ -43,6 +51,7 @@ from indexer.milvus_schema import (
 )
 from indexer.models import PLAIN_BM25, Change, Filters, LexicalOptions
 from indexer.records import DocRecord
+from indexer.tier import HybridFusion
 from ranking.hits import Hits
 
 if TYPE_CHECKING:
@@ -258,6 +267,27 @@ class MilvusTier:
         reads the idf from its index; Milvus does not expose it, hence the estimate."""
         if k <= 0 or timeout_s <= 0:
             return Hits.empty()
+        text, names = self.lexical_terms(query, filters, options)
+        if not text:
+            return Hits.empty()
+        field = "window_sparse" if options.key == "window" else "text_sparse"
+        expr = filter_expr(filters)
+        if not names:
+            return _ranked(self._bm25(text, field, expr, k, timeout_s), k)
+        bonus = options.speaker_weight * math.log(2.0)
+        scoped = named_expr(expr, names)
+        # the two round trips at once: the named speaker's turns, and everyone's
+        theirs = self._readers().submit(self._bm25, text, field, scoped, k, timeout_s)
+        scores = self._bm25(text, field, expr, k, timeout_s)
+        for uid, s in theirs.result().items():
+            scores[uid] = max(scores.get(uid, 0.0), s + bonus)
+        return _ranked(scores, k)
+
+    def lexical_terms(
+        self, query: str, filters: Filters, options: LexicalOptions
+    ) -> tuple[str, frozenset[str]]:
+        """The BM25 text of ``query`` (stopwords out if asked, the words that name a speaker
+        of the scope out if routing is on) and the speakers it names."""
         words = _WORD.findall(query.lower())
         if options.drop_stopwords:
             words = [w for w in words if w not in _STOP] or words
@@ -265,27 +295,50 @@ class MilvusTier:
         if options.speaker_weight > 0 and words:
             speakers = self.speakers(filters.tenant, filters.user_id)
             by_word = {w: s for s in speakers for w in _WORD.findall(s.lower())}
-            named = {by_word[w] for w in words if w in by_word}
+            names = {by_word[w] for w in words if w in by_word}
             if filters.speakers:
-                named &= set(filters.speakers)
-            names = named
+                names &= set(filters.speakers)
             name_words = {w for s in names for w in _WORD.findall(s.lower())}
             words = [w for w in words if w not in name_words]
-        if not words:
+        return " ".join(words), frozenset(names)
+
+    def search_fused(
+        self,
+        query: str,
+        vector: npt.NDArray[np.float32],
+        k: int,
+        *,
+        filters: Filters,
+        dense_filters: Filters,
+        timeout_s: float,
+        options: LexicalOptions,
+        fusion: HybridFusion,
+    ) -> Hits:
+        """BM25 (turn and window keys) and dense fused by Milvus in one ``hybrid_search``
+        (``indexer.milvus_fused``)."""
+        from indexer.milvus_fused import search_fused
+
+        if k <= 0 or timeout_s <= 0:
             return Hits.empty()
-        field = "window_sparse" if options.key == "window" else "text_sparse"
-        text = " ".join(words)
-        expr = filter_expr(filters)
-        if not names:
-            return _ranked(self._bm25(text, field, expr, k, timeout_s), k)
-        bonus = options.speaker_weight * math.log(2.0)
-        scoped = f"{expr} and speaker_k in [{', '.join(quoted(s) for s in sorted(names))}]"
-        # the two round trips at once: the named speaker's turns, and everyone's
-        theirs = self._readers().submit(self._bm25, text, field, scoped, k, timeout_s)
-        scores = self._bm25(text, field, expr, k, timeout_s)
-        for uid, s in theirs.result().items():
-            scores[uid] = max(scores.get(uid, 0.0), s + bonus)
-        return _ranked(scores, k)
+        text, names = self.lexical_terms(query, filters, options)
+        memo = self._fresh()
+        with remote("hybrid search"):
+            hits, light = search_fused(
+                self._client,
+                self.collection,
+                text=text,
+                names=names,
+                vector=vector,
+                k=k,
+                filters=filters,
+                dense_filters=dense_filters,
+                timeout_s=timeout_s,
+                fusion=fusion,
+                dense_params=self._dense_params(k),
+                consistency=self._consistency,
+            )
+        memo.put_light(light)
+        return Hits(hits.ids, hits.scores, exhaustive=self._dense_index == "FLAT")
 
     def _readers(self) -> ThreadPoolExecutor:
         """Threads for round trips a read makes at once (started on first use)."""
@@ -316,11 +369,7 @@ class MilvusTier:
     ) -> Hits:
         if k <= 0 or timeout_s <= 0:
             return Hits.empty()
-        params: dict[str, Any] = {"metric_type": "IP"}
-        if self._dense_index == "IVF_FLAT":
-            params["params"] = {"nprobe": self._nprobe}
-        elif self._dense_index == "HNSW":
-            params["params"] = {"ef": max(k, self._nprobe)}
+        params = self._dense_params(k)
         memo = self._fresh()
         with remote("dense search"):
             res = self._client.search(
@@ -341,6 +390,14 @@ class MilvusTier:
             exhaustive=self._dense_index == "FLAT",
         )
         return hits
+
+    def _dense_params(self, k: int) -> dict[str, Any]:
+        params: dict[str, Any] = {"metric_type": "IP"}
+        if self._dense_index == "IVF_FLAT":
+            params["params"] = {"nprobe": self._nprobe}
+        elif self._dense_index == "HNSW":
+            params["params"] = {"ef": max(k, self._nprobe)}
+        return params
 
     def speakers(self, tenant: str, user_id: str | None = None) -> list[str]:
         scope = "t" if user_id is None else "u" + user_key(user_id)

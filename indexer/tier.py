@@ -20,7 +20,8 @@ Implementations:
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Protocol, runtime_checkable
+from dataclasses import dataclass
+from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -28,6 +29,39 @@ import numpy.typing as npt
 from indexer.models import PLAIN_BM25, Change, Filters, LexicalOptions
 from indexer.records import DocRecord
 from ranking.hits import Hits
+
+
+@dataclass(frozen=True, slots=True)
+class HybridFusion:
+    """How a tier that fuses server-side (``ServerFusion``) combines its runs."""
+
+    kind: Literal["rrf", "weighted"]
+    rrf_k: int = 60
+    #: weighted: the turn key's BM25, the window key's BM25 and dense (a weight of 0 leaves
+    #: that run out)
+    weights: tuple[float, float, float] = (0.3, 0.3, 0.4)
+
+
+@runtime_checkable
+class ServerFusion(Protocol):
+    """A tier that runs BM25 and dense in one request and fuses them itself (Milvus's
+    ``hybrid_search``). The searcher uses it with ``fusion`` = ``server-rrf`` or
+    ``server-weighted``; the ranking stages after fusion run on its hits as on any."""
+
+    def search_fused(
+        self,
+        query: str,
+        vector: npt.NDArray[np.float32],
+        k: int,
+        *,
+        filters: Filters,
+        dense_filters: Filters,
+        timeout_s: float,
+        options: LexicalOptions,
+        fusion: HybridFusion,
+    ) -> Hits:
+        """The best ``k`` of BM25 over ``filters`` and dense over ``dense_filters``, fused."""
+        ...
 
 
 @runtime_checkable

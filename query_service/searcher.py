@@ -34,7 +34,7 @@ from indexer.errors import IndexTimeout
 from indexer.models import Filters, LexicalOptions
 from indexer.protocols import CrossEncoder, Embedder
 from indexer.records import DocRecord
-from indexer.tier import IndexTier
+from indexer.tier import HybridFusion, IndexTier, ServerFusion
 from query_service.deadline import Deadline
 from query_service.errors import DeadlineExceeded
 from query_service.query_analysis import first_person, named_speakers
@@ -49,11 +49,17 @@ Mode = Literal["hybrid", "lexical", "dense"]
 WAIT_SLICE_S = 0.02
 
 
+Fusion = Literal["rrf", "convex", "server-rrf", "server-weighted"]
+
+
 @dataclass(frozen=True, slots=True)
 class SearchParams:
     """The ranking configuration. Defaults are the best measured on LoCoMo (docs/EVAL.md)."""
 
-    fusion: Literal["rrf", "convex"] = "convex"
+    #: rrf / convex: fused here; server-rrf / server-weighted: by a tier that fuses
+    #: server-side (``ServerFusion``: Milvus), the same weights; on any other tier, here (rrf /
+    #: convex)
+    fusion: Fusion = "convex"
     rrf_k: int = 60
     #: convex fusion: the lexical run's weight (the dense run gets 1 - this)
     lexical_weight: float = 0.6
@@ -216,15 +222,25 @@ class Searcher:
         n = max(k, p.candidates)
         runs: list[Hits] = []
         when = self._time_range(query, filters, now)
+        left: Mode | None = mode  # the retrievals still to run here
+        if mode == "hybrid" and p.fusion.startswith("server") and isinstance(
+            self._shard, ServerFusion
+        ):
+            on_tier = self._fused_on_tier(query, filters, when, n, stages)
+            if on_tier is not None:
+                runs.append(on_tier)
+                left = None  # both retrievals done and fused by the tier
+            else:
+                left = "lexical"  # the query embedding did not fit: BM25 alone
         dense_future: Future[Hits | None] | None = None
-        if mode in ("hybrid", "dense") and self._tier_pool is not None:
+        if left in ("hybrid", "dense") and self._tier_pool is not None:
             # a remote tier: the dense search waits on the engine while BM25 does too
             dense_future = self._tier_pool.submit(self._dense, query, filters, when, n, stages)
-        if mode in ("hybrid", "lexical"):
+        if left in ("hybrid", "lexical"):
             lex = stages.run("lexical", lambda: self._lexical(query, n, filters, usable))
             if lex is not None:
                 runs.append(lex)
-        if mode in ("hybrid", "dense"):
+        if left in ("hybrid", "dense"):
             dense = (
                 self._dense(query, filters, when, n, stages)
                 if dense_future is None
@@ -264,6 +280,51 @@ class Searcher:
         self._hydrate(fused, result, deadline, stages)
         result.index_seq = self._shard.seq
         return result
+
+    def _fused_on_tier(
+        self, query: str, filters: Filters, when: TimeRange | None, n: int, stages: StageRunner
+    ) -> Hits | None:
+        """BM25 and dense in one request to a tier that fuses them (``ServerFusion``), with
+        the filters and query text each would have here; None if the embedding is skipped."""
+        p = self._params
+        tier = self._shard
+        assert isinstance(tier, ServerFusion)
+        dense_filters, dense_query = self._dense_scope(query, filters)
+        if when is not None:
+            dense_filters = replace(dense_filters, since=when.since, until=when.until)
+        qvec = stages.run_on(
+            self._executor,
+            "embed",
+            lambda: self._embedder.embed_query(dense_query),
+            also=("hybrid",),
+        )
+        if qvec is None:
+            return None
+        lexical = 1.0 - p.window_weight
+        fusion = HybridFusion(
+            kind="rrf" if p.fusion == "server-rrf" else "weighted",
+            rrf_k=p.rrf_k,
+            weights=(
+                p.lexical_weight * lexical,
+                p.lexical_weight * p.window_weight,
+                1.0 - p.lexical_weight,
+            ),
+        )
+        usable = stages.usable
+        options = LexicalOptions(p.lexical_stopwords, p.speaker_weight, "turn")
+        return stages.run(
+            "hybrid",
+            lambda: tier.search_fused(
+                query,
+                qvec,
+                n,
+                filters=filters,
+                dense_filters=dense_filters,
+                timeout_s=usable.remaining(),
+                options=options,
+                fusion=fusion,
+            ),
+        )
 
     def _dense(
         self, query: str, filters: Filters, when: TimeRange | None, n: int, stages: StageRunner
@@ -374,7 +435,7 @@ class Searcher:
 
     def _fuse(self, runs: list[Hits]) -> Hits:
         p = self._params
-        if p.fusion == "rrf":
+        if p.fusion in ("rrf", "server-rrf"):
             return rrf(runs, k=p.rrf_k)
         return convex(runs, weights=[p.lexical_weight, 1.0 - p.lexical_weight])
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
+import numpy as np
+import numpy.typing as npt
 import pytest
 
 from indexer.milvus_tier import MilvusTier
@@ -102,3 +104,101 @@ def test_a_call_past_its_deadline_is_an_index_timeout_not_a_grpc_error(
             pytest.fail("no call ran past a 1 µs deadline")
     finally:
         tier.drop()
+
+
+@pytest.fixture
+def fused_tier(milvus_client: object) -> Iterator[MilvusTier]:
+    from tests.indexer.tier_contract import DIM
+
+    tier = MilvusTier.open(milvus_client, collection="fused_check", dim=DIM)
+    tier.clear()
+    yield tier
+    tier.drop()
+
+
+def test_milvus_fuses_bm25_and_dense_in_one_request(fused_tier: MilvusTier) -> None:
+    """``search_fused`` (Milvus ``hybrid_search``): each run's hits are in the fused list,
+    a run weighted 0 drops out, and the filters hold in every sub-request."""
+    from indexer.models import Filters, LexicalOptions
+    from indexer.tier import HybridFusion
+    from tests.indexer.tier_contract import CONVERSATION, Feed, vec
+
+    feed = Feed()
+    fused_tier.apply(
+        [feed.put(uid, text, turn=uid, speaker=who) for uid, who, text in CONVERSATION]
+        + [feed.put(1000 + uid, text, turn=uid, tenant="t2") for uid, _, text in CONVERSATION]
+    )
+    f = Filters(tenant="t1")
+    opts = LexicalOptions(drop_stopwords=True, speaker_weight=0.0)
+
+    def fused(kind: str, weights: tuple[float, float, float]) -> list[int]:
+        fusion = HybridFusion(kind=kind, weights=weights)  # type: ignore[arg-type]
+        hits = fused_tier.search_fused(
+            "peanut allergy",
+            vec(4),
+            5,
+            filters=f,
+            dense_filters=f,
+            timeout_s=5,
+            options=opts,
+            fusion=fusion,
+        )
+        return [int(u) for u in hits.ids]
+
+    both = fused("rrf", (1, 1, 1))
+    assert {2, 4} <= set(both) and all(u < 1000 for u in both)  # BM25's 2, dense's 4
+    assert fused("weighted", (1.0, 0.0, 0.0))[0] == 2
+    assert fused("weighted", (0.0, 0.0, 1.0))[0] == 4
+    scoped = fused_tier.search_fused(
+        "peanut allergy",
+        vec(4),
+        5,
+        filters=f,
+        dense_filters=Filters(tenant="t1", speakers=("Maya",)),
+        timeout_s=5,
+        options=opts,
+        fusion=HybridFusion(kind="weighted", weights=(0.0, 0.0, 1.0)),
+    )
+    assert 4 not in {int(u) for u in scoped.ids}  # turn 4 is Sam's: the dense filter holds
+
+
+def test_the_searcher_fuses_on_milvus_when_asked(fused_tier: MilvusTier) -> None:
+    """``fusion = server-rrf``: one request fuses on Milvus, and the stages after fusion
+    (neighbours, context) run on its hits; the in-process tier, which cannot, fuses here."""
+    from indexer.models import Filters
+    from query_service.deadline import Deadline
+    from query_service.searcher import Searcher, SearchParams
+    from tests.indexer.tier_contract import CONVERSATION, DIM, Feed, vec
+
+    class OneVector:
+        dim = DIM
+        model_id = "fixed"
+
+        def embed_query(self, text: str) -> npt.NDArray[np.float32]:
+            return vec(4)
+
+        def embed_batch(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+            return np.stack([vec(4) for _ in texts])
+
+    feed = Feed()
+    fused_tier.apply(
+        [feed.put(uid, text, turn=uid, speaker=who) for uid, who, text in CONVERSATION]
+    )
+    searcher = Searcher(
+        shard=fused_tier, embedder=OneVector(), params=SearchParams(fusion="server-rrf")
+    )
+    try:
+        r = searcher.search(
+            "peanut allergy",
+            k=3,
+            mode="hybrid",
+            filters=Filters(tenant="t1"),
+            deadline=Deadline.after_ms(5000),
+        )
+    finally:
+        searcher.close()
+    assert "hybrid" in r.timings_ms and "lexical" not in r.timings_ms
+    assert "dense" not in r.timings_ms and r.degraded == []
+    uids = [h.record.uid for h in r.hits]
+    assert 2 in uids and len(uids) == 3
+    assert all(h.context for h in r.hits)  # hydrated with the turns around each

@@ -19,7 +19,7 @@ from indexer.models import Filters, IndexDoc, Role
 from indexer.shard import DocRecord, IndexShard
 from query_service.deadline import Deadline
 from query_service.errors import DeadlineExceeded
-from query_service.searcher import Searcher, SearchParams
+from query_service.searcher import Fusion, Searcher, SearchParams
 
 DIM = 8
 
@@ -666,3 +666,26 @@ def test_a_remote_call_that_times_out_degrades_its_stage_only() -> None:
     assert all(h.context == [] for h in r.hits)
     with pytest.raises(DeadlineExceeded):  # nothing retrieved at all: said, not an empty list
         search(["search_dense", "search_lexical"])
+
+
+def test_server_fusion_on_a_tier_that_cannot_fuses_here() -> None:
+    """``server-rrf`` / ``server-weighted`` on the in-process tier (no ``search_fused``) rank
+    as ``rrf`` / ``convex``: a setting that suits Milvus never breaks another tier."""
+    inner = conversation_shard()
+    f = Filters(tenant="t")
+    pairs: list[tuple[Fusion, Fusion]] = [("server-rrf", "rrf"), ("server-weighted", "convex")]
+    for server, here in pairs:
+        a, b = (
+            Searcher(shard=inner, embedder=PointEmbedder(1), params=SearchParams(fusion=fusion))
+            for fusion in (server, here)
+        )
+        for query in ("painting and pottery", "the weather today"):
+            got, want = (
+                s.search(query, k=4, mode="hybrid", filters=f, deadline=Deadline.after_ms(1000))
+                for s in (a, b)
+            )
+            assert [(h.record.uid, h.score) for h in got.hits] == [
+                (h.record.uid, h.score) for h in want.hits
+            ]
+        a.close()
+        b.close()
