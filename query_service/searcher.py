@@ -223,8 +223,10 @@ class Searcher:
         runs: list[Hits] = []
         when = self._time_range(query, filters, now)
         left: Mode | None = mode  # the retrievals still to run here
-        if mode == "hybrid" and p.fusion.startswith("server") and isinstance(
-            self._shard, ServerFusion
+        if (
+            mode == "hybrid"
+            and p.fusion.startswith("server")
+            and isinstance(self._shard, ServerFusion)
         ):
             on_tier = self._fused_on_tier(query, filters, when, n, stages)
             if on_tier is not None:
