@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable
 
 from convmem.settings import Settings
-from indexer.bm25_index import TantivyBM25Index
+from indexer.bm25_index import TantivyBM25Index, remove_stale
 from indexer.numpy_index import NumpyVectorIndex
 from indexer.protocols import VectorIndex
 from indexer.shard import IndexShard
@@ -41,7 +41,11 @@ def build_shard(settings: Settings, dim: int) -> IndexShard:
             dim=dim,
             ann_threshold=(DEFAULT_ANN_THRESHOLD if ix.ann_threshold is None else ix.ann_threshold),
         )
-    return IndexShard(lexical=TantivyBM25Index(tokenizer=ix.tokenizer), vector=vector)
+    # beside the snapshot (data_dir/index), so that saving one hard-links the segment files
+    lexical_dir = settings.data_dir / "lexical"
+    remove_stale(lexical_dir)
+    lexical = TantivyBM25Index(tokenizer=ix.tokenizer, work_dir=lexical_dir)
+    return IndexShard(lexical=lexical, vector=vector)
 
 
 def build_milvus_tier(settings: Settings, dim: int, closers: list[Callable[[], None]]) -> IndexTier:

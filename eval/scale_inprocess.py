@@ -95,7 +95,15 @@ class InProcessTier:
 
 
 def _dir_bytes(path: Path) -> dict[str, int]:
-    return {f.name: f.stat().st_size for f in sorted(path.iterdir()) if f.is_file()}
+    """Bytes per top-level entry of a snapshot (a directory counts every file under it)."""
+    return {
+        f.name: (
+            sum(g.stat().st_size for g in f.rglob("*") if g.is_file())
+            if f.is_dir()
+            else f.stat().st_size
+        )
+        for f in sorted(path.iterdir())
+    }
 
 
 def _filters(scope: dict[str, Any]) -> Filters:

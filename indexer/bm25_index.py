@@ -1,4 +1,4 @@
-"""`TantivyBM25Index`: the `LexicalIndex` adapter, BM25 over utterance text in RAM (tantivy).
+"""`TantivyBM25Index`: the `LexicalIndex` adapter, BM25 over utterance text (tantivy).
 
 Scoring is Okapi BM25 (Robertson & Zaragoza, "The Probabilistic Relevance Framework: BM25
 and Beyond", 2009) as tantivy and Lucene compute it, summed over the query's terms:
@@ -15,6 +15,13 @@ becomes a disjunction (OR) of term queries, one per distinct term, boosted by it
 Every `Filters` field is a non-scoring clause of the same tantivy query, so filtering happens
 inside the index, before the top ``k`` are chosen. Ties are broken by uid, ascending.
 
+Storage: the index lives in a private directory (memory-mapped segment files), made under
+``work_dir`` (the system's temporary directory by default) and removed when the index is
+garbage-collected or the process exits; the directory's lock file is held while it is in use,
+so `remove_stale` can clear what a crashed process left behind. Segments are immutable, so
+`save_files` hard-links the committed ones into a snapshot and `restore_files` links them back
+and opens them: a restart does not index the texts again.
+
 Thread safety: writes (`upsert`, `delete`, `bulk_load`, `refresh`) take a lock; `search` reads
 the current searcher, an immutable snapshot that `refresh` swaps atomically, so searches may
 run concurrently with a change-feed tailer writing and refreshing.
@@ -22,11 +29,19 @@ run concurrently with a change-feed tailer writing and refreshing.
 
 from __future__ import annotations
 
+import fcntl
+import json
 import math
+import os
+import shutil
+import tempfile
 import threading
+import weakref
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
 
 import numpy as np
 import tantivy
@@ -35,7 +50,7 @@ from indexer import stopwords
 from indexer.models import PLAIN_BM25, Filters, IndexDoc, LexicalOptions
 from ranking.hits import Hits
 
-__all__ = ["TantivyBM25Index"]
+__all__ = ["TantivyBM25Index", "remove_stale"]
 
 _UID = "uid"
 _TEXT = "text"
@@ -59,6 +74,13 @@ _TOKENIZERS = ("default", "en_stem")
 MAX_QUERY_TERMS = 256
 # tantivy refuses a writer with less than 15 MB of indexing heap per thread.
 _MIN_HEAP_PER_THREAD = 15_000_000
+_META = "meta.json"
+_MANAGED = ".managed.json"  # tantivy's list of the files it may garbage-collect
+_PARAMS = "convmem-lexical.json"  # what a saved index was analysed with
+_PREFIX = "convmem-bm25-"
+_LOCK = "in-use.lock"  # held (flock) by the process whose index lives in the directory
+# tries at linking a consistent set of files while a background merge swaps segments
+_SAVE_TRIES = 5
 
 
 def _build_analyzer(tokenizer: str) -> tantivy.TextAnalyzer:
@@ -110,6 +132,60 @@ def _to_document(doc: IndexDoc) -> tantivy.Document:
     return out
 
 
+def _segment_files(path: Path, meta: dict[str, object]) -> list[str]:
+    """The files of the segments ``meta`` lists: ``<id>.<ext>``, and the deletes of its
+    opstamp (``<id>.<opstamp>.del``)."""
+    segments = meta.get("segments")
+    if not isinstance(segments, list):
+        raise ValueError(f"tantivy meta in {path} lists no segments")
+    wanted: dict[str, str | None] = {}
+    for seg in segments:
+        deletes = seg.get("deletes")
+        wanted[seg["segment_id"].replace("-", "")] = (
+            f"{deletes['opstamp']}.del" if deletes else None
+        )
+    names = []
+    for name in os.listdir(path):
+        seg_id, _, rest = name.partition(".")
+        if seg_id not in wanted:
+            continue
+        if rest.endswith(".del"):
+            if rest == wanted[seg_id]:
+                names.append(name)
+        elif "." not in rest:
+            names.append(name)
+    return sorted(names)
+
+
+def remove_stale(work_dir: Path) -> int:
+    """Remove the index directories under ``work_dir`` that no process holds (left by a
+    crash); return how many."""
+    removed = 0
+    for path in work_dir.glob(f"{_PREFIX}*") if work_dir.is_dir() else ():
+        try:
+            with (path / _LOCK).open("r") as fh:  # none yet: just made, not stale
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                shutil.rmtree(path, ignore_errors=True)
+                removed += 1
+        except OSError:
+            continue  # in use (or not ours to remove)
+    return removed
+
+
+def _remove(root: Path, lock: IO[str]) -> None:
+    shutil.rmtree(root, ignore_errors=True)
+    lock.close()
+
+
+def _link(src: Path, dest: Path) -> None:
+    try:
+        os.link(src, dest)
+    except OSError as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        shutil.copyfile(src, dest)
+
+
 class TantivyBM25Index:
     """BM25 over utterance text, with every `Filters` field pushed into the tantivy query.
 
@@ -128,6 +204,7 @@ class TantivyBM25Index:
         tokenizer: str = "en_stem",
         writer_heap_bytes: int = 64_000_000,
         writer_threads: int = 1,
+        work_dir: Path | None = None,
     ) -> None:
         if tokenizer not in _TOKENIZERS:
             raise ValueError(f"tokenizer must be one of {_TOKENIZERS}, got {tokenizer!r}")
@@ -138,17 +215,90 @@ class TantivyBM25Index:
                 f"writer_heap_bytes must be at least {_MIN_HEAP_PER_THREAD} per writer thread, "
                 f"got {writer_heap_bytes} for {writer_threads} thread(s)"
             )
+        self._tokenizer = tokenizer
+        self._heap, self._threads = writer_heap_bytes, writer_threads
         self._analyzer = _build_analyzer(tokenizer)
         self._stop_terms = frozenset(
             term for word in stopwords.ENGLISH for term in self._analyzer.analyze(word)
         )
         self._schema = _build_schema()
-        self._index = tantivy.Index(self._schema)
-        self._index.register_tokenizer(_TEXT_TOKENIZER, _build_analyzer(tokenizer))
-        self._index.config_reader(reload_policy="manual")
+        if work_dir is not None:
+            work_dir.mkdir(parents=True, exist_ok=True)
+        self._root = Path(tempfile.mkdtemp(prefix=_PREFIX, dir=work_dir))
+        self._in_use = (self._root / _LOCK).open("w")
+        fcntl.flock(self._in_use, fcntl.LOCK_EX)
+        self._cleanup = weakref.finalize(self, _remove, self._root, self._in_use)
+        self._generation = 0
         self._lock = threading.Lock()
-        self._writer = self._index.writer(heap_size=writer_heap_bytes, num_threads=writer_threads)
+        self._dir = self._new_dir()
+        self._open(self._dir)
+
+    def _new_dir(self) -> Path:
+        self._generation += 1
+        path = self._root / f"index-{self._generation}"
+        path.mkdir()
+        return path
+
+    def _open(self, path: Path) -> None:
+        self._index = tantivy.Index(self._schema, path=str(path), reuse=True)
+        self._index.register_tokenizer(_TEXT_TOKENIZER, _build_analyzer(self._tokenizer))
+        self._index.config_reader(reload_policy="manual")
+        self._writer = self._index.writer(heap_size=self._heap, num_threads=self._threads)
         self._snapshot = _Snapshot(self._index.searcher(), sole_tenant=None)
+
+    # -- files --------------------------------------------------------------------------------
+
+    def save_files(self, dest: Path) -> None:
+        """Hard-link (or copy, across file systems) the committed index into ``dest``, new.
+
+        What `refresh` last committed: pending writes are not in it. A background merge may
+        replace segments meanwhile; a file it removed before being linked means another try
+        with the new ``meta.json``.
+        """
+        with self._lock:
+            for attempt in range(_SAVE_TRIES):
+                shutil.rmtree(dest, ignore_errors=True)
+                dest.mkdir(parents=True)
+                try:
+                    meta = (self._dir / _META).read_bytes()
+                    for name in _segment_files(self._dir, json.loads(meta)):
+                        _link(self._dir / name, dest / name)
+                except FileNotFoundError:
+                    if attempt + 1 == _SAVE_TRIES:
+                        raise
+                    continue
+                (dest / _META).write_bytes(meta)
+                params = {"tokenizer": self._tokenizer, "schema": json.loads(meta)["schema"]}
+                (dest / _PARAMS).write_text(json.dumps(params))
+                return
+
+    def restore_files(self, src: Path) -> None:
+        """Open the index `save_files` wrote to ``src`` in place of this empty one.
+
+        The files are linked into a fresh directory of this index's own, so the index can
+        go on changing while ``src`` stays as it was (tantivy writes new files, never into
+        old ones). ValueError if ``src`` was built with another analyzer or schema.
+        """
+        params = json.loads((src / _PARAMS).read_text())
+        meta = json.loads((src / _META).read_text())
+        with self._lock:
+            if len(self) or self._writer.commit_opstamp:
+                raise ValueError("restore_files needs an empty index")
+            ours = json.loads((self._dir / _META).read_text())["schema"]
+            if params.get("tokenizer") != self._tokenizer or meta.get("schema") != ours:
+                raise ValueError(
+                    f"lexical files at {src} were built with another analyzer or schema"
+                )
+            path = self._new_dir()
+            names = [*_segment_files(src, meta), _META]
+            for name in names:
+                _link(src / name, path / name)
+            (path / _MANAGED).write_text(json.dumps(names))  # tantivy may collect them later
+            old = self._dir
+            self._open(path)
+            self._dir = path
+        shutil.rmtree(old, ignore_errors=True)
+        self.refresh()
 
     # -- writes -------------------------------------------------------------------------------
 

@@ -18,12 +18,13 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
+from itertools import repeat
 
 import numpy as np
 import numpy.typing as npt
 
-from indexer.models import Filters, IndexDoc
-from indexer.vector_partition import Codes, Partition
+from indexer.models import Filters, IndexDoc, VectorRows
+from indexer.vector_partition import ROLE_CODE, Codes, Partition
 from ranking.hits import Hits
 
 DEFAULT_ANN_THRESHOLD = 200_000
@@ -116,6 +117,59 @@ class FaissVectorIndex:
                     d, self._convs.code(d.conversation_id), self._speakers.code(d.speaker)
                 )
                 self._where[d.uid] = (key, row)
+
+    def load_rows(self, rows: VectorRows) -> None:
+        """Fill this empty index from columns, one partition per (tenant, user) group.
+
+        Rows already grouped by (tenant, user) (as a snapshot writes them) become partitions
+        that are views of ``rows.vectors``, with no copy; otherwise they are gathered first.
+        """
+        n = rows.uids.shape[0]
+        if rows.vectors.shape != (n, self._dim):
+            raise ValueError(f"vectors {rows.vectors.shape}, want ({n}, {self._dim})")
+        with self._lock:
+            if self._where:
+                raise ValueError("load_rows needs an empty index")
+            if n == 0:
+                return
+            key = rows.tenant.astype(np.int64) * (len(rows.users) + 1) + rows.user
+            order: npt.NDArray[np.int64] | None = None
+            if np.any(np.diff(key) < 0):
+                order = np.argsort(key, kind="stable")
+                key = key[order]
+            conv_lut = np.array([self._convs.code(c) for c in rows.convs] or [0], np.int32)
+            spk_lut = np.array([self._speakers.code(c) for c in rows.speakers] or [0], np.int32)
+            role_lut = np.array([ROLE_CODE[r] for r in rows.roles] or [0], np.int8)
+            cuts = np.flatnonzero(np.diff(key)) + 1
+            bounds = zip(np.concatenate([[0], cuts]).tolist(), [*cuts.tolist(), n], strict=True)
+            for a, b in bounds:
+                sel = slice(a, b) if order is None else order[a:b]
+                first = a if order is None else int(order[a])
+                part_key = (
+                    rows.tenants[int(rows.tenant[first])],
+                    rows.users[int(rows.user[first])],
+                )
+                uids = np.ascontiguousarray(rows.uids[sel], dtype=np.int64)
+                part = Partition.of_rows(
+                    np.ascontiguousarray(rows.vectors[sel], dtype=np.float32),
+                    uids,
+                    conv=conv_lut[rows.conv[sel]],
+                    speaker=spk_lut[rows.speaker[sel]],
+                    role=role_lut[rows.role[sel]],
+                    started=np.asarray(rows.started[sel], dtype=np.float64),
+                )
+                if part_key in self._parts:
+                    raise ValueError(f"rows of partition {part_key} are not contiguous")
+                self._parts[part_key] = part
+                self._by_tenant.setdefault(part_key[0], []).append(part_key)
+                self._where.update(
+                    zip(uids.tolist(), zip(repeat(part_key), range(b - a)), strict=True)
+                )
+            if len(self._where) != n:
+                self._parts.clear()
+                self._by_tenant.clear()
+                self._where.clear()
+                raise ValueError("the rows repeat a uid")
 
     def delete(self, uids: Sequence[int]) -> None:
         with self._lock:

@@ -114,6 +114,30 @@ class IndexDoc:
 
 
 @dataclass(frozen=True, slots=True)
+class VectorRows:
+    """Documents as columns, for a bulk load of a vector index (a snapshot's restore).
+
+    Row ``i`` is ``uids[i]`` with vector ``vectors[i]``; each string column is a code into
+    its list (``tenant[i]`` into ``tenants``, ...), ``role`` into ``roles``, and ``started``
+    is unix seconds, as ``IndexDoc.started_at``.
+    """
+
+    uids: npt.NDArray[np.int64]
+    vectors: npt.NDArray[np.float32]
+    tenants: list[str]
+    tenant: npt.NDArray[np.int32]
+    users: list[str | None]
+    user: npt.NDArray[np.int32]
+    convs: list[str]
+    conv: npt.NDArray[np.int32]
+    speakers: list[str]
+    speaker: npt.NDArray[np.int32]
+    roles: tuple[Role, ...]
+    role: npt.NDArray[np.int8]
+    started: npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True, slots=True)
 class Filters:
     """Scope of a search. ``tenant`` is mandatory and always comes from the credential.
 

@@ -2,14 +2,15 @@
 
 Embedder      st_embedder.SentenceTransformerEmbedder, onnx_embedder.OnnxEmbedder
 CrossEncoder  cross_encoder.LocalCrossEncoder
-LexicalIndex  bm25_index.TantivyBM25Index
-VectorIndex   faiss_index.FaissVectorIndex
+LexicalIndex  bm25_index.TantivyBM25Index (a PersistentLexicalIndex: a snapshot keeps its files)
+VectorIndex   faiss_index.FaissVectorIndex (a BulkVectorIndex: restored from columns at once)
 Store         pg_store.PgStore
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -25,6 +26,7 @@ from indexer.models import (
     LexicalOptions,
     Utterance,
     UtteranceIn,
+    VectorRows,
 )
 from ranking.hits import Hits
 
@@ -91,6 +93,20 @@ class LexicalIndex(Protocol):
         ...
 
 
+@runtime_checkable
+class PersistentLexicalIndex(LexicalIndex, Protocol):
+    """A lexical index whose committed state is files that a snapshot can keep."""
+
+    def save_files(self, dest: Path) -> None:
+        """Link (or copy) the files of the last ``refresh`` into the new directory ``dest``."""
+        ...
+
+    def restore_files(self, src: Path) -> None:
+        """Open what `save_files` wrote (this index must be empty); ValueError if it is not
+        an index this one can take (another schema or analyzer)."""
+        ...
+
+
 class VectorIndex(Protocol):
     """Inner-product search over L2-normalised vectors, with filter columns."""
 
@@ -107,6 +123,16 @@ class VectorIndex(Protocol):
         ...
 
     def __len__(self) -> int: ...
+
+
+@runtime_checkable
+class BulkVectorIndex(VectorIndex, Protocol):
+    """A vector index that fills itself from columns at once (a snapshot's restore)."""
+
+    def load_rows(self, rows: VectorRows) -> None:
+        """Load ``rows`` into this empty index (ValueError if it is not empty); it may keep
+        views of ``rows.vectors`` rather than copies."""
+        ...
 
 
 class Store(Protocol):

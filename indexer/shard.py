@@ -3,6 +3,9 @@
 It applies the change feed in ``seq`` order and records the ``seq`` it covers. Besides the two
 indexes it keeps each live utterance's display fields and every conversation's turn order, so a
 search is answered (hits and their neighbouring turns) without a round trip to PostgreSQL.
+
+The records are held in columns (``indexer.record_table.RecordTable``): a `DocRecord` is built
+only for what a search returns. Turn order is one sorted array of rows per conversation.
 """
 
 from __future__ import annotations
@@ -11,22 +14,38 @@ import bisect
 import threading
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
-from indexer.models import PLAIN_BM25, Change, Filters, IndexDoc, LexicalOptions
-from indexer.protocols import LexicalIndex, VectorIndex
+from indexer.models import PLAIN_BM25, Change, Filters, IndexDoc, LexicalOptions, VectorRows
+from indexer.protocols import BulkVectorIndex, LexicalIndex, PersistentLexicalIndex, VectorIndex
+from indexer.record_table import ROLES, RecordColumns, RecordTable, columns_of
 from indexer.records import DocRecord, record_of
 from ranking.hits import Hits
 from ranking.question_prior import is_question
 
-__all__ = ["DocRecord", "IndexShard"]
+__all__ = ["DocRecord", "IndexShard", "ShardExport"]
 
 # The key of a tenant's speaker counts over all its users. No user id equals it: PostgreSQL
 # text cannot hold a NUL character.
 _ALL_USERS = "\x00all"
+#: documents handed to an index at a time when a bulk load has to go through ``upsert``
+_BATCH = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class ShardExport:
+    """A consistent copy of a shard: the covered ``seq``, the live records (rows grouped by
+    (tenant, user)), their vectors (rows aligned), and whether the lexical index's files
+    were linked into the directory asked for."""
+
+    seq: int
+    records: RecordColumns
+    vectors: npt.NDArray[np.float32]
+    lexical_saved: bool
 
 
 class IndexShard:
@@ -37,11 +56,11 @@ class IndexShard:
     def __init__(self, *, lexical: LexicalIndex, vector: VectorIndex) -> None:
         self.lexical = lexical
         self.vector = vector
-        self._docs: dict[int, DocRecord] = {}
-        self._turns: dict[tuple[str, str], list[tuple[float, int, int]]] = {}
+        self._table = RecordTable()
+        self._rows: dict[int, int] = {}  # live uid -> its row in the table
+        self._turns: dict[int, npt.NDArray[np.int64]] = {}  # conversation code -> rows in order
         # live utterances per speaker name, per (tenant, user) and per tenant
         self._speakers: dict[tuple[str, str | None], Counter[str]] = {}
-        self._questions: set[int] = set()  # live utterances that are questions
         self._seq = 0
         self._lock = threading.RLock()
 
@@ -51,7 +70,7 @@ class IndexShard:
         return self._seq
 
     def __len__(self) -> int:
-        return len(self._docs)
+        return len(self._rows)
 
     def apply(self, changes: Sequence[Change]) -> int:
         """Apply changes (in ``seq`` order) to every index; return the covered ``seq``.
@@ -97,63 +116,198 @@ class IndexShard:
         return self._seq
 
     def load(self, docs: Sequence[IndexDoc], records: Sequence[DocRecord], seq: int) -> None:
-        """Bulk-load documents (from a snapshot or a full scan) and set the covered ``seq``.
+        """Bulk-load documents (from a full scan) and set the covered ``seq``.
 
         The documents' context keys are filled in from the loaded turn order.
         """
         with self._lock:
-            for rec in records:
-                self._set_record(rec.uid, rec)
-            keyed = [replace(doc, context=self._previous_text(doc.uid)) for doc in docs]
+            uids = np.fromiter((r.uid for r in records), np.int64, len(records))
+            if not self._rows and len(np.unique(uids)) == len(records):
+                cols = columns_of(records, [is_question(r.text) for r in records])
+                self._table = RecordTable.from_columns(cols)
+                before = self._index_table()
+                rows, text = self._rows, self._table.text
+
+                def context(uid: int) -> str:
+                    row = rows.get(uid)
+                    prev = -1 if row is None else int(before[row])
+                    return text(prev) if prev >= 0 else ""
+
+            else:
+                for rec in records:
+                    self._set_record(rec.uid, rec)
+                context = self._previous_text
+            keyed = [replace(doc, context=context(doc.uid)) for doc in docs]
             self.vector.upsert(keyed)
             self.lexical.upsert(keyed)
             self.lexical.refresh()
             self._seq = max(self._seq, seq)
 
+    def restore(
+        self,
+        records: RecordColumns,
+        vectors: npt.NDArray[np.float32],
+        seq: int,
+        *,
+        lexical_dir: Path | None = None,
+    ) -> None:
+        """Fill an empty shard from a snapshot's records and vectors (rows aligned).
+
+        With ``lexical_dir`` (what `export` linked) and a lexical index that can take it, the
+        lexical index opens those files instead of indexing the texts again. Raises
+        ValueError if the shard is not empty or the columns are inconsistent, before changing
+        anything.
+        """
+        with self._lock:
+            if self._rows or self._seq or len(self.vector) or len(self.lexical):
+                raise ValueError("restore needs an empty shard")
+            table = RecordTable.from_columns(records)
+            n = table.n
+            if vectors.ndim != 2 or vectors.shape[0] != n:
+                raise ValueError(f"vectors {vectors.shape} do not match {n} records")
+            if len(np.unique(table.col("uid"))) != n:
+                raise ValueError("the records repeat a uid")
+            reuse = lexical_dir is not None and isinstance(self.lexical, PersistentLexicalIndex)
+            if reuse and isinstance(self.lexical, PersistentLexicalIndex):
+                assert lexical_dir is not None  # for mypy: reuse says so
+                self.lexical.restore_files(lexical_dir)
+                if len(self.lexical) != n:
+                    raise ValueError(f"lexical index holds {len(self.lexical)} docs, not {n}")
+            self._table = table
+            self._index_table()
+            rows = self._vector_rows(vectors)
+            if isinstance(self.vector, BulkVectorIndex):
+                self.vector.load_rows(rows)
+            else:
+                for a in range(0, n, _BATCH):
+                    self.vector.upsert(self._docs(range(a, min(a + _BATCH, n)), vectors))
+            if not reuse:
+                for a in range(0, n, _BATCH):
+                    self.lexical.upsert(self._docs(range(a, min(a + _BATCH, n)), vectors))
+                self.lexical.refresh()
+            self._seq = seq
+
+    def _docs(self, rows: Iterable[int], vectors: npt.NDArray[np.float32]) -> list[IndexDoc]:
+        """Index documents of table rows (row i's vector is ``vectors[i]``), context keyed."""
+        out = []
+        for row in rows:
+            rec = self._table.record(row)
+            vec = np.asarray(vectors[row], dtype=np.float32)
+            out.append(rec.index_doc(vec, self._previous_text(rec.uid)))
+        return out
+
+    def _vector_rows(self, vectors: npt.NDArray[np.float32]) -> VectorRows:
+        t = self._table
+        return VectorRows(
+            uids=t.col("uid").astype(np.int64, copy=False),
+            vectors=vectors,
+            tenants=list(t.tenants.values),
+            tenant=t.col("tenant").astype(np.int32, copy=False),
+            users=list(t.users.values),
+            user=t.col("user").astype(np.int32, copy=False),
+            convs=[c for _, c in t.convs.values],
+            conv=t.col("conv").astype(np.int32, copy=False),
+            speakers=list(t.speakers.values),
+            speaker=t.col("speaker").astype(np.int32, copy=False),
+            roles=ROLES,
+            role=t.col("role").astype(np.int8, copy=False),
+            started=t.col("started").astype(np.float64, copy=False),
+        )
+
+    def _index_table(self) -> npt.NDArray[np.int64]:
+        """The uid map, turn order and speaker counts of a table whose rows are all live.
+
+        Returns each row's previous turn (a row number, -1 for a conversation's first).
+        """
+        t = self._table
+        n = t.n
+        uid, conv = t.col("uid"), t.col("conv")
+        self._rows = dict(zip(uid.tolist(), range(n), strict=True))
+        order = np.lexsort((uid, t.col("turn"), t.col("started"), conv)).astype(np.int64)
+        by_conv = conv[order]
+        cuts = np.flatnonzero(np.diff(by_conv)) + 1
+        starts = np.concatenate([[0], cuts]) if n else np.empty(0, np.int64)
+        self._turns = dict(
+            zip(by_conv[starts].tolist(), np.split(order, cuts) if n else [], strict=True)
+        )
+        before = np.full(n, -1, np.int64)
+        same = by_conv[1:] == by_conv[:-1]
+        before[order[1:][same]] = order[:-1][same]
+        self._speakers = {}
+        tenant, user, speaker = t.col("tenant"), t.col("user"), t.col("speaker")
+        for key_cols, all_users in (((speaker, user, tenant), False), ((speaker, tenant), True)):
+            order = np.lexsort(key_cols)
+            keys = np.stack([c[order] for c in key_cols])
+            edges = np.flatnonzero(np.any(np.diff(keys, axis=1) != 0, axis=0)) + 1
+            firsts = np.concatenate([[0], edges]) if n else np.empty(0, np.int64)
+            counts = np.diff(np.concatenate([firsts, [n]]))
+            for first, count in zip(firsts.tolist(), counts.tolist(), strict=True):
+                row = int(order[first])
+                name = t.tenants.values[int(tenant[row])]
+                who = _ALL_USERS if all_users else t.users.values[int(user[row])]
+                spk = t.speakers.values[int(speaker[row])]
+                self._speakers.setdefault((name, who), Counter())[spk] = count
+        return before
+
+    def _row_turns(self, row: int) -> tuple[npt.NDArray[np.int64], int]:
+        """The turn order of ``row``'s conversation and ``row``'s place in it (bisect left)."""
+        t = self._table
+        turns = self._turns.get(int(t.col("conv")[row]), _NO_ROWS)
+        return turns, bisect.bisect_left(turns, t.order_key(row), key=self._order_key)
+
+    def _order_key(self, row: np.int64) -> tuple[float, int, int]:
+        return self._table.order_key(int(row))
+
     def _next_uid(self, uid: int) -> int | None:
         """The live turn after ``uid`` in its conversation, if any."""
-        rec = self._docs.get(uid)
-        if rec is None:
+        row = self._rows.get(uid)
+        if row is None:
             return None
-        turns = self._turns.get((rec.tenant, rec.conversation_id), [])
-        i = bisect.bisect_right(turns, rec.order_key)
-        return turns[i][2] if i < len(turns) else None
+        turns, i = self._row_turns(row)
+        return int(self._table.col("uid")[turns[i + 1]]) if i + 1 < len(turns) else None
 
     def _previous_text(self, uid: int) -> str:
-        before = self.context(uid, before=1, after=0)
-        return before[0].text if before else ""
+        row = self._rows.get(uid)
+        if row is None:
+            return ""
+        turns, i = self._row_turns(row)
+        return self._table.text(int(turns[i - 1])) if i > 0 else ""
 
     def _rekeyed(self, uids: list[int]) -> list[IndexDoc]:
         """Lexical documents for live ``uids`` with their context keys read afresh."""
-        live = [self._docs[u] for u in uids if u in self._docs]
+        live = [u for u in uids if u in self._rows]
         if not live:
             return []
-        vectors = self.vector.vectors_for([r.uid for r in live])
-        return [r.index_doc(vectors[i], self._previous_text(r.uid)) for i, r in enumerate(live)]
+        vectors = self.vector.vectors_for(live)
+        return [
+            self._table.record(self._rows[u]).index_doc(vectors[i], self._previous_text(u))
+            for i, u in enumerate(live)
+        ]
 
     def _set_record(self, uid: int, rec: DocRecord | None) -> None:
-        self._questions.discard(uid)
-        if rec is not None and is_question(rec.text):
-            self._questions.add(uid)
-        old = self._docs.pop(uid, None)
+        old = self._rows.pop(uid, None)
         if old is not None:
-            for key in ((old.tenant, old.user_id), (old.tenant, _ALL_USERS)):
-                counts = self._speakers[key]
-                counts[old.speaker] -= 1
-                if counts[old.speaker] <= 0:
-                    del counts[old.speaker]
-            turns = self._turns.get((old.tenant, old.conversation_id))
-            if turns is not None:
-                i = bisect.bisect_left(turns, old.order_key)
-                if i < len(turns) and turns[i] == old.order_key:
-                    del turns[i]
+            self._count_speaker(old, -1)
+            turns, i = self._row_turns(old)
+            if i < len(turns) and turns[i] == old:
+                self._turns[int(self._table.col("conv")[old])] = np.delete(turns, i)
         if rec is not None:
-            self._docs[uid] = rec
-            for key in ((rec.tenant, rec.user_id), (rec.tenant, _ALL_USERS)):
-                self._speakers.setdefault(key, Counter())[rec.speaker] += 1
-            bisect.insort(
-                self._turns.setdefault((rec.tenant, rec.conversation_id), []), rec.order_key
-            )
+            row = self._table.append(rec, is_question(rec.text))
+            self._rows[uid] = row
+            self._count_speaker(row, 1)
+            turns, i = self._row_turns(row)
+            self._turns[int(self._table.col("conv")[row])] = np.insert(turns, i, row)
+
+    def _count_speaker(self, row: int, delta: int) -> None:
+        t = self._table
+        tenant = t.tenants.values[int(t.col("tenant")[row])]
+        user = t.users.values[int(t.col("user")[row])]
+        speaker = t.speakers.values[int(t.col("speaker")[row])]
+        for key in ((tenant, user), (tenant, _ALL_USERS)):
+            counts = self._speakers.setdefault(key, Counter())
+            counts[speaker] += delta
+            if counts[speaker] <= 0:
+                del counts[speaker]
 
     # -- reads --------------------------------------------------------------------------
 
@@ -181,30 +335,38 @@ class IndexShard:
 
     def questions(self, uids: Iterable[int]) -> list[bool]:
         """Whether each utterance is a question (``ranking.is_question``, read at apply time)."""
-        questions = self._questions
-        return [int(u) in questions for u in uids]
+        rows, table = self._rows, self._table
+        out = []
+        for u in uids:
+            row = rows.get(int(u))
+            out.append(row is not None and bool(table.col("question")[row]))
+        return out
 
     def records(self, uids: Iterable[int]) -> list[DocRecord | None]:
-        docs = self._docs
-        return [docs.get(int(u)) for u in uids]
+        # Lock-free: rows are append-only and a table that grows copies what it holds first.
+        rows, table = self._rows, self._table
+        out: list[DocRecord | None] = []
+        for u in uids:
+            row = rows.get(int(u))
+            out.append(None if row is None else table.record(row))
+        return out
 
     def live_vectors(self, hits: Hits) -> tuple[Hits, npt.NDArray[np.float32]]:
         """The hits still live, in order, and their vectors (rows aligned), consistently."""
         with self._lock:
-            keep = np.fromiter((int(u) in self._docs for u in hits.ids), bool, len(hits))
+            keep = np.fromiter((int(u) in self._rows for u in hits.ids), bool, len(hits))
             live = Hits(hits.ids[keep], hits.scores[keep])
             return live, self.vector.vectors_for([int(u) for u in live.ids])
 
     def context(self, uid: int, *, before: int, after: int) -> list[DocRecord]:
         """The turns around ``uid`` in its conversation (excluding it), in order."""
         with self._lock:
-            rec = self._docs.get(uid)
-            if rec is None:
+            row = self._rows.get(uid)
+            if row is None:
                 return []
-            turns = self._turns.get((rec.tenant, rec.conversation_id), [])
-            i = bisect.bisect_left(turns, rec.order_key)
-            window = turns[max(0, i - before) : i] + turns[i + 1 : i + 1 + after]
-            return [self._docs[key[2]] for key in window if key[2] in self._docs]
+            turns, i = self._row_turns(row)
+            window = [*turns[max(0, i - before) : i], *turns[i + 1 : i + 1 + after]]
+            return [self._table.record(int(r)) for r in window]
 
     def context_many(
         self, uids: Sequence[int], *, before: int, after: int
@@ -213,17 +375,32 @@ class IndexShard:
         out = {}
         with self._lock:
             for uid in uids:
-                if int(uid) in self._docs:
+                if int(uid) in self._rows:
                     out[int(uid)] = self.context(int(uid), before=before, after=after)
         return out
 
-    def export(self) -> tuple[int, list[DocRecord], npt.NDArray[np.float32]]:
-        """A consistent copy: the covered ``seq``, the live records and their vectors (rows)."""
+    def export(self, lexical_dir: Path | None = None) -> ShardExport:
+        """A consistent copy of the live records and vectors at the covered ``seq``.
+
+        With ``lexical_dir``, a lexical index that can (`PersistentLexicalIndex`) links its
+        committed files there, under the same lock, so they hold exactly that ``seq``.
+        """
         with self._lock:
-            records = list(self._docs.values())
-            if not records:
-                return self._seq, [], np.empty((0, 0), dtype=np.float32)
-            return self._seq, records, self.vector.vectors_for([r.uid for r in records])
+            t = self._table
+            live = np.fromiter(self._rows.values(), np.int64, len(self._rows))
+            live.sort()
+            rows = live[np.lexsort((live, t.col("user")[live], t.col("tenant")[live]))]
+            records = t.columns(rows)
+            uids = records.numeric["uid"].tolist()
+            vectors = self.vector.vectors_for(uids) if uids else np.empty((0, 0), dtype=np.float32)
+            saved = False
+            if lexical_dir is not None and isinstance(self.lexical, PersistentLexicalIndex):
+                self.lexical.save_files(lexical_dir)
+                saved = True
+            return ShardExport(self._seq, records, vectors, saved)
+
+
+_NO_ROWS = np.empty(0, np.int64)
 
 
 def _to_doc(change: Change, embedding: npt.NDArray[np.float32]) -> tuple[IndexDoc, DocRecord]:

@@ -1,20 +1,27 @@
-"""Index snapshots: the shard's documents and vectors on disk, with the ``seq`` they cover.
+"""Index snapshots: the shard's records, vectors and lexical index on disk, with the ``seq``.
 
 Layout of a snapshot directory (plain files, no pickle):
 
-    manifest.json   {"format": 2, "seq": int, "model_id": str, "dim": int, "count": int,
-                     "store_id": str | null,
-                     "files": {"records.jsonl": {"bytes": int, "sha256": str}, "vectors.npy": ...}}
-    records.jsonl   one DocRecord per line, in the order of the vector rows
-    vectors.npy     float32 (count, dim); loaded with ``mmap_mode="r"`` when asked
+    manifest.json       {"format": 3, "seq": int, "model_id": str, "dim": int, "count": int,
+                         "store_id": str | null, "lexical": bool,
+                         "files": {relative path: {"bytes": int, "sha256": str}, ...}}
+    vectors.npy         float32 (count, dim), rows grouped by (tenant, user)
+    records/<col>.npy   one column per record field (``indexer.record_table.NUMERIC``), and
+                        ``<id|text>.bytes.npy`` + ``<id|text>.offsets.npy``: UTF-8 bytes and
+                        row offsets; rows aligned with the vectors
+    records/strings.json  the dictionaries the code columns index (tenants, users, ...)
+    lexical/            the tantivy index's committed segment files and ``meta.json``, hard-
+                        linked from the live index under the shard's lock (so they hold the
+                        same ``seq``), and the analyzer they were built with
 
 A snapshot is written to a temporary sibling directory, fsynced, and renamed into place, so a
 crash mid-write leaves the previous snapshot intact. The manifest is written last and names
 each file's size and SHA-256: a snapshot that is torn anyway (a file cut short or changed on
 disk, a manifest without its files) fails the check on load and is rebuilt from the store,
-never loaded. Loading it means no re-embedding: the tailer then
-resumes the change feed from ``seq``. The lexical index is rebuilt from the texts (tantivy
-indexes ~100k utterances a second), which keeps the snapshot independent of tantivy's format.
+never loaded; so does one of another format. Loading it means no re-embedding and no
+re-indexing: the lexical index opens the saved segments, the vectors become the partitions
+as they are, and the tailer then resumes the change feed from ``seq``. A lexical index that
+keeps no files (not a ``PersistentLexicalIndex``) is rebuilt from the texts instead.
 """
 
 from __future__ import annotations
@@ -23,19 +30,31 @@ import hashlib
 import json
 import os
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
+import numpy.typing as npt
 
 from indexer.errors import SnapshotError
-from indexer.models import Role
-from indexer.shard import DocRecord, IndexShard
+from indexer.record_table import BLOBS, NUMERIC, RecordColumns
+from indexer.shard import IndexShard
 
-FORMAT = 2
-FILES = ("records.jsonl", "vectors.npy")
+FORMAT = 3
+VECTORS = "vectors.npy"
+RECORDS = "records"
+LEXICAL = "lexical"
+STRINGS = f"{RECORDS}/strings.json"
+#: every snapshot has these files (the lexical ones vary with the index)
+REQUIRED = (
+    VECTORS,
+    STRINGS,
+    *(f"{RECORDS}/{name}.npy" for name in NUMERIC),
+    *(f"{RECORDS}/{name}.{part}.npy" for name in BLOBS for part in ("bytes", "offsets")),
+)
+_HASH_THREADS = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,22 +72,31 @@ def save_snapshot(
 
     ``store_id`` names the store the shard was built from (``PgStore.store_id``).
     """
-    seq, records, vectors = shard.export()
-    if not records:
-        vectors = np.empty((0, dim), dtype=np.float32)
     tmp = path.with_name(path.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    with (tmp / "vectors.npy").open("wb") as fh:
-        np.save(fh, np.ascontiguousarray(vectors, dtype=np.float32))
-        _sync(fh)
-    with (tmp / "records.jsonl").open("w", encoding="utf-8") as fh:
-        for r in records:
-            fh.write(json.dumps(_record_to_json(r), ensure_ascii=False) + "\n")
-        _sync(fh)
-    info = SnapshotInfo(seq=seq, model_id=model_id, dim=dim, count=len(records))
-    files = {name: _fingerprint(tmp / name) for name in FILES}
-    manifest = {"format": FORMAT, **asdict(info), "store_id": store_id, "files": files}
+    (tmp / RECORDS).mkdir(parents=True)
+    export = shard.export(lexical_dir=tmp / LEXICAL)
+    vectors = export.vectors if len(export.records) else np.empty((0, dim), dtype=np.float32)
+    _save_npy(tmp / VECTORS, np.ascontiguousarray(vectors, dtype=np.float32))
+    _save_records(tmp, export.records)
+    for file in sorted((tmp / LEXICAL).iterdir()) if export.lexical_saved else ():
+        with file.open("rb+") as fh:
+            os.fsync(fh.fileno())
+    if export.lexical_saved:
+        _sync_dir(tmp / LEXICAL)
+    _sync_dir(tmp / RECORDS)
+    info = SnapshotInfo(seq=export.seq, model_id=model_id, dim=dim, count=len(export.records))
+    names = [*REQUIRED]
+    if export.lexical_saved:
+        names += [f"{LEXICAL}/{f.name}" for f in sorted((tmp / LEXICAL).iterdir())]
+    files = _fingerprints(tmp, names)
+    manifest = {
+        "format": FORMAT,
+        **asdict(info),
+        "store_id": store_id,
+        "lexical": export.lexical_saved,
+        "files": files,
+    }
     with (tmp / "manifest.json").open("w", encoding="utf-8") as fh:
         fh.write(json.dumps(manifest))
         _sync(fh)
@@ -83,20 +111,66 @@ def save_snapshot(
     return info
 
 
+def _save_npy(file: Path, array: npt.NDArray[Any]) -> None:
+    with file.open("wb") as fh:
+        np.save(fh, array, allow_pickle=False)
+        _sync(fh)
+
+
+def _save_records(tmp: Path, cols: RecordColumns) -> None:
+    for name in NUMERIC:
+        _save_npy(tmp / RECORDS / f"{name}.npy", cols.numeric[name])
+    for name in BLOBS:
+        data, offsets = cols.blobs[name]
+        _save_npy(tmp / RECORDS / f"{name}.bytes.npy", data)
+        _save_npy(tmp / RECORDS / f"{name}.offsets.npy", offsets)
+    strings = {
+        "tenants": cols.tenants,
+        "users": cols.users,
+        "convs": cols.convs,
+        "speakers": cols.speakers,
+    }
+    with (tmp / STRINGS).open("w", encoding="utf-8") as fh:
+        fh.write(json.dumps(strings, ensure_ascii=False))
+        _sync(fh)
+
+
+def _load_records(path: Path) -> RecordColumns:
+    def load(name: str) -> npt.NDArray[Any]:
+        array: npt.NDArray[Any] = np.load(path / RECORDS / name, allow_pickle=False)
+        return array
+
+    strings = json.loads((path / STRINGS).read_text(encoding="utf-8"))
+    return RecordColumns(
+        numeric={name: load(f"{name}.npy") for name in NUMERIC},
+        blobs={name: (load(f"{name}.bytes.npy"), load(f"{name}.offsets.npy")) for name in BLOBS},
+        tenants=[str(t) for t in strings["tenants"]],
+        users=[None if u is None else str(u) for u in strings["users"]],
+        convs=[(int(t), str(c)) for t, c in strings["convs"]],
+        speakers=[str(s) for s in strings["speakers"]],
+    )
+
+
 def _fingerprint(file: Path) -> dict[str, object]:
     with file.open("rb") as fh:
         digest = hashlib.file_digest(fh, "sha256").hexdigest()
     return {"bytes": file.stat().st_size, "sha256": digest}
 
 
+def _fingerprints(root: Path, names: list[str]) -> dict[str, dict[str, object]]:
+    """Each file's size and SHA-256 (hashed on threads: hashlib lets go of the GIL)."""
+    with ThreadPoolExecutor(_HASH_THREADS) as pool:
+        prints = list(pool.map(lambda name: _fingerprint(root / name), names))
+    return dict(zip(names, prints, strict=True))
+
+
 def _verify(path: Path, manifest: dict[str, object]) -> None:
     """Each file as the manifest recorded it, or SnapshotError (a torn or altered snapshot)."""
     files = manifest.get("files")
-    if not isinstance(files, dict) or set(files) != set(FILES):
+    if not isinstance(files, dict) or not set(REQUIRED) <= set(files):
         raise SnapshotError(f"snapshot manifest at {path} does not list its files")
-    for name in FILES:
-        want = files[name]
-        if not isinstance(want, dict):
+    for name, want in files.items():
+        if not isinstance(want, dict) or ".." in Path(name).parts:
             raise SnapshotError(f"snapshot manifest at {path} is malformed")
         try:
             size = (path / name).stat().st_size
@@ -106,7 +180,12 @@ def _verify(path: Path, manifest: dict[str, object]) -> None:
             raise SnapshotError(
                 f"torn snapshot at {path}: {name} has {size} bytes, not {want.get('bytes')}"
             )
-        if _fingerprint(path / name)["sha256"] != want.get("sha256"):
+    try:
+        found = _fingerprints(path, list(files))
+    except OSError as exc:
+        raise SnapshotError(f"torn snapshot at {path}: {exc}") from exc
+    for name, want in files.items():
+        if found[name]["sha256"] != want.get("sha256"):
             raise SnapshotError(f"torn snapshot at {path}: {name} does not match its checksum")
 
 
@@ -135,7 +214,8 @@ def load_snapshot(
     """Load a snapshot into an empty shard. Raises SnapshotError if unusable.
 
     With ``store_id``, a snapshot of another store (another database, or this one before a
-    restore) is unusable: its ``seq`` counts another change feed.
+    restore) is unusable: its ``seq`` counts another change feed. With ``mmap`` the vectors
+    stay in the page cache, memory-mapped read-only, rather than being read in.
     """
     try:
         manifest = json.loads((path / "manifest.json").read_text())
@@ -157,43 +237,14 @@ def load_snapshot(
         )
     _verify(path, manifest)
     try:
-        vectors = np.load(path / "vectors.npy", mmap_mode="r" if mmap else None, allow_pickle=False)
-        with (path / "records.jsonl").open(encoding="utf-8") as fh:
-            records = [_record_from_json(json.loads(line)) for line in fh]
-    except (OSError, ValueError, KeyError) as exc:
+        vectors = np.load(path / VECTORS, mmap_mode="r" if mmap else None, allow_pickle=False)
+        records = _load_records(path)
+        if vectors.shape != (len(records), dim) or vectors.dtype != np.float32:
+            raise ValueError(f"vectors {vectors.shape} do not match {len(records)} records")
+        if len(records) != manifest.get("count"):
+            raise ValueError(f"{len(records)} records, the manifest says {manifest.get('count')}")
+        lexical = path / LEXICAL if manifest.get("lexical") is True else None
+        shard.restore(records, vectors, int(manifest["seq"]), lexical_dir=lexical)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
         raise SnapshotError(f"corrupt snapshot at {path}: {exc}") from exc
-    if vectors.shape != (len(records), dim):
-        raise SnapshotError(f"snapshot vectors {vectors.shape} do not match {len(records)} records")
-    docs = [r.index_doc(np.asarray(vectors[i], dtype=np.float32)) for i, r in enumerate(records)]
-    shard.load(docs, records, int(manifest["seq"]))
     return SnapshotInfo(int(manifest["seq"]), model_id, dim, len(records))
-
-
-def _record_to_json(r: DocRecord) -> dict[str, object]:
-    return {
-        "uid": r.uid,
-        "tenant": r.tenant,
-        "id": r.id,
-        "conversation_id": r.conversation_id,
-        "user_id": r.user_id,
-        "turn": r.turn,
-        "speaker": r.speaker,
-        "role": r.role.value,
-        "text": r.text,
-        "started_at": r.started_at.isoformat(),
-    }
-
-
-def _record_from_json(d: dict[str, object]) -> DocRecord:
-    return DocRecord(
-        uid=int(str(d["uid"])),
-        tenant=str(d["tenant"]),
-        id=str(d["id"]),
-        conversation_id=str(d["conversation_id"]),
-        user_id=None if d["user_id"] is None else str(d["user_id"]),
-        turn=int(str(d["turn"])),
-        speaker=str(d["speaker"]),
-        role=Role(str(d["role"])),
-        text=str(d["text"]),
-        started_at=datetime.fromisoformat(str(d["started_at"])),
-    )

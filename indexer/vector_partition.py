@@ -11,7 +11,8 @@ import numpy.typing as npt
 
 from indexer.models import Filters, IndexDoc, Role
 
-_ROLE_CODE = {Role.USER: 0, Role.AGENT: 1, Role.OTHER: 2}
+ROLE_CODE = {Role.USER: 0, Role.AGENT: 1, Role.OTHER: 2}
+_ROLE_CODE = ROLE_CODE
 
 
 class Codes:
@@ -41,6 +42,27 @@ class Partition:
         self.role = np.zeros(capacity, dtype=np.int8)
         self.started = np.zeros(capacity, dtype=np.float64)
 
+    @classmethod
+    def of_rows(
+        cls,
+        vecs: npt.NDArray[np.float32],
+        uids: npt.NDArray[np.int64],
+        *,
+        conv: npt.NDArray[np.int32],
+        speaker: npt.NDArray[np.int32],
+        role: npt.NDArray[np.int8],
+        started: npt.NDArray[np.float64],
+    ) -> Partition:
+        """A full partition of live rows, adopting the arrays (``vecs`` may be a read-only
+        view: the first append copies every column into a larger block)."""
+        n = uids.shape[0]
+        part = cls(vecs.shape[1], capacity=0)
+        part.n = part.live_count = n
+        part.vecs, part.uids = vecs, uids
+        part.live = np.ones(n, dtype=bool)
+        part.conv, part.speaker, part.role, part.started = conv, speaker, role, started
+        return part
+
     def append(self, doc: IndexDoc, conv_code: int, speaker_code: int) -> int:
         if self.n == self.vecs.shape[0]:
             self._grow()
@@ -62,7 +84,7 @@ class Partition:
             self.live_count -= 1
 
     def _grow(self) -> None:
-        cap = self.vecs.shape[0] * 2
+        cap = max(self.vecs.shape[0] * 2, 16)
         for name in ("vecs", "uids", "live", "conv", "speaker", "role", "started"):
             old = getattr(self, name)
             new = np.zeros((cap, *old.shape[1:]), dtype=old.dtype)

@@ -16,7 +16,7 @@ from indexer.ingest import Ingestor
 from indexer.models import Change, Filters, Role
 from indexer.pg_store import PgStore
 from indexer.shard import IndexShard
-from indexer.snapshot import load_snapshot, save_snapshot
+from indexer.snapshot import REQUIRED, load_snapshot, save_snapshot
 from indexer.tailer import ChangeFeedTailer
 from tests.conftest import drop_database
 from tests.indexer.changes import utterance_change
@@ -116,22 +116,41 @@ def snapshot_of_texts(path: Path) -> None:
 
 def drop_last_record(snap: Path) -> None:
     """A self-consistent cut: the last record and its vector row both gone."""
-    lines = (snap / "records.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)
-    (snap / "records.jsonl").write_text("".join(lines[:-1]), encoding="utf-8")
+    for file in sorted((snap / "records").glob("*.npy")):
+        if ".bytes" not in file.name:
+            column = np.load(file)
+            np.save(file, column[:-1])
     vectors = np.load(snap / "vectors.npy")
     np.save(snap / "vectors.npy", vectors[:-1])
 
 
 def alter_one_byte(snap: Path) -> None:
-    data = bytearray((snap / "records.jsonl").read_bytes())
+    file = snap / "records" / "text.bytes.npy"
+    data = bytearray(file.read_bytes())
     at = data.index(b"Lisbon")
     data[at] = ord("X")  # same length, different text
-    (snap / "records.jsonl").write_bytes(bytes(data))
+    file.write_bytes(bytes(data))
+
+
+def alter_the_lexical_index(snap: Path) -> None:
+    file = max((snap / "lexical").glob("*.term"), key=lambda f: f.stat().st_size)
+    data = bytearray(file.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    file.write_bytes(bytes(data))
+
+
+def lose_a_lexical_file(snap: Path) -> None:
+    next((snap / "lexical").glob("*.idx")).unlink()
 
 
 def cut_short(snap: Path) -> None:
     data = (snap / "vectors.npy").read_bytes()
     (snap / "vectors.npy").write_bytes(data[: len(data) // 2])
+
+
+def cut_the_manifest(snap: Path) -> None:
+    data = (snap / "manifest.json").read_bytes()
+    (snap / "manifest.json").write_bytes(data[: len(data) // 2])
 
 
 def format_1(snap: Path) -> None:
@@ -141,7 +160,32 @@ def format_1(snap: Path) -> None:
     (snap / "manifest.json").write_text(json.dumps(manifest))
 
 
-@pytest.mark.parametrize("tear", [drop_last_record, alter_one_byte, cut_short, format_1])
+def format_2(snap: Path) -> None:
+    """What the previous format wrote: records as JSON lines, no lexical files."""
+    manifest = json.loads((snap / "manifest.json").read_text())
+    line = json.dumps({"uid": 100, "tenant": "t", "text": "we booked the flight"}) + "\n"
+    (snap / "records.jsonl").write_text(line)
+    manifest["format"] = 2
+    manifest["files"] = {
+        "records.jsonl": {"bytes": len(line), "sha256": "0" * 64},
+        "vectors.npy": manifest["files"]["vectors.npy"],
+    }
+    (snap / "manifest.json").write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize(
+    "tear",
+    [
+        drop_last_record,
+        alter_one_byte,
+        alter_the_lexical_index,
+        lose_a_lexical_file,
+        cut_short,
+        cut_the_manifest,
+        format_1,
+        format_2,
+    ],
+)
 def test_a_torn_or_altered_snapshot_is_refused_never_loaded(tmp_path: Path, tear) -> None:
     snap = tmp_path / "snap"
     snapshot_of_texts(snap)
@@ -157,7 +201,8 @@ def test_a_snapshot_leaves_no_temporary_directory_behind(tmp_path: Path) -> None
     snapshot_of_texts(tmp_path / "snap")  # replacing one
     assert sorted(p.name for p in tmp_path.iterdir()) == ["snap"]
     manifest = json.loads((tmp_path / "snap" / "manifest.json").read_text())
-    assert set(manifest["files"]) == {"records.jsonl", "vectors.npy"}
+    assert set(REQUIRED) < set(manifest["files"]) and manifest["lexical"] is True
+    assert any(name.startswith("lexical/") for name in manifest["files"])
     load_snapshot(new_shard(), tmp_path / "snap", model_id="m1", dim=DIM)
 
 
