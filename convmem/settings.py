@@ -223,7 +223,7 @@ _D = SearchParams()  # the searcher's defaults are the settings' defaults: one s
 class RankingParams(BaseModel):
     """The searcher's ranking stages (``query_service.searcher.SearchParams``)."""
 
-    fusion: Literal["rrf", "convex", "server-rrf", "server-weighted"] = _D.fusion
+    fusion: Literal["rrf", "convex", "server-rrf"] = _D.fusion
     rrf_k: int = Field(default=_D.rrf_k, ge=1)
     lexical_weight: float = Field(default=_D.lexical_weight, ge=0, le=1)
     candidates: int = Field(default=_D.candidates, ge=1, le=1000)

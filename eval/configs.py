@@ -13,7 +13,7 @@ A config file (JSON, or YAML with PyYAML installed) adds configs or overrides bu
         rrf_k: 20
 
 Parameters (all optional; unset means the engine's configured value): ``fusion`` ("rrf",
-"convex", or "server-rrf" / "server-weighted": fused by a tier that can, Milvus), ``rrf_k``,
+"convex", or "server-rrf": fused by a tier that can, Milvus), ``rrf_k``,
 ``lexical_weight``, ``candidates``, ``context_turns``,
 ``dedupe_threshold`` (null turns near-duplicate collapsing off), the ranking stages
 ``lexical_stopwords`` (true/false), ``speaker_weight`` (0 off), ``neighbour_weight`` (0 off),
@@ -129,7 +129,7 @@ def _number(lo: float, hi: float, *, integer: bool = False) -> Callable[[object]
     return check
 
 
-FUSIONS = ("rrf", "convex", "server-rrf", "server-weighted")
+FUSIONS = ("rrf", "convex", "server-rrf")
 
 
 def _fusion(value: object) -> ParamValue:

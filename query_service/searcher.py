@@ -49,16 +49,17 @@ Mode = Literal["hybrid", "lexical", "dense"]
 WAIT_SLICE_S = 0.02
 
 
-Fusion = Literal["rrf", "convex", "server-rrf", "server-weighted"]
+Fusion = Literal["rrf", "convex", "server-rrf"]
 
 
 @dataclass(frozen=True, slots=True)
 class SearchParams:
     """The ranking configuration. Defaults are the best measured on LoCoMo (docs/EVAL.md)."""
 
-    #: rrf / convex: fused here; server-rrf / server-weighted: by a tier that fuses
-    #: server-side (``ServerFusion``: Milvus), the same weights; on any other tier, here (rrf /
-    #: convex)
+    #: rrf / convex: fused here; server-rrf: by a tier that fuses
+    #: server-side (``ServerFusion``: Milvus, RRF with ``rrf_k``); on any other tier, here
+    #: (rrf). Server-side weighted fusion exists at the tier (``HybridFusion``) but is not
+    #: offered: with Milvus's score normalisation it scored LoCoMo Recall@10 24.3 (docs/SCALING.md)
     fusion: Fusion = "convex"
     rrf_k: int = 60
     #: convex fusion: the lexical run's weight (the dense run gets 1 - this)
@@ -304,7 +305,7 @@ class Searcher:
             return None
         lexical = 1.0 - p.window_weight
         fusion = HybridFusion(
-            kind="rrf" if p.fusion == "server-rrf" else "weighted",
+            kind="rrf",
             rrf_k=p.rrf_k,
             weights=(
                 p.lexical_weight * lexical,

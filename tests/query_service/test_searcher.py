@@ -669,11 +669,11 @@ def test_a_remote_call_that_times_out_degrades_its_stage_only() -> None:
 
 
 def test_server_fusion_on_a_tier_that_cannot_fuses_here() -> None:
-    """``server-rrf`` / ``server-weighted`` on the in-process tier (no ``search_fused``) rank
-    as ``rrf`` / ``convex``: a setting that suits Milvus never breaks another tier."""
+    """``server-rrf`` on the in-process tier (no ``search_fused``) ranks as ``rrf``: a
+    setting that suits Milvus never breaks another tier."""
     inner = conversation_shard()
     f = Filters(tenant="t")
-    pairs: list[tuple[Fusion, Fusion]] = [("server-rrf", "rrf"), ("server-weighted", "convex")]
+    pairs: list[tuple[Fusion, Fusion]] = [("server-rrf", "rrf")]
     for server, here in pairs:
         a, b = (
             Searcher(shard=inner, embedder=PointEmbedder(1), params=SearchParams(fusion=fusion))
