@@ -12,6 +12,7 @@ dictionary list: what a snapshot writes), and ``RecordTable.from_columns`` takes
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
@@ -30,6 +31,8 @@ NAIVE = np.iinfo(np.int32).min
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _NAIVE_EPOCH = datetime(1970, 1, 1)
 _CHUNK = 65_536
+#: records kept once built (about 0.4 KB each)
+BUILT_RECORDS = 16_384
 
 #: numeric columns: name → dtype (one value per row)
 NUMERIC = {
@@ -46,6 +49,8 @@ NUMERIC = {
     "question": np.bool_,
 }
 BLOBS = ("id", "text")
+_ROW = np.dtype(list(NUMERIC.items()))
+_UID, _TURN, _STARTED = (list(NUMERIC).index(f) for f in ("uid", "turn", "started"))
 
 
 def _micros(dt: datetime) -> tuple[int, int]:
@@ -55,10 +60,17 @@ def _micros(dt: datetime) -> tuple[int, int]:
     return (dt - _EPOCH) // timedelta(microseconds=1), int(off.total_seconds())
 
 
+@functools.lru_cache(maxsize=256)
+def _zone_epoch(offset: int) -> datetime:
+    """1970-01-01 00:00 on the wall clock of a fixed UTC offset."""
+    return datetime(1970, 1, 1, tzinfo=timezone(timedelta(seconds=offset)))
+
+
 def _datetime(micros: int, offset: int) -> datetime:
     if offset == NAIVE:
         return _NAIVE_EPOCH + timedelta(microseconds=micros)
-    return (_EPOCH + timedelta(microseconds=micros)).astimezone(timezone(timedelta(seconds=offset)))
+    # the wall clock is the UTC instant plus the offset
+    return _zone_epoch(offset) + timedelta(microseconds=micros + 1_000_000 * offset)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,12 +115,12 @@ class RecordTable:
 
     def __init__(self, capacity: int = 1024) -> None:
         self.n = 0
-        self._cols: dict[str, npt.NDArray[np.generic]] = {
-            name: np.zeros(capacity, dtype) for name, dtype in NUMERIC.items()
-        }
+        # one structured row per record: a row's fields are read with one ``.item()``
+        self._data: npt.NDArray[np.void] = np.zeros(capacity, _ROW)
         self._blob = {name: np.zeros(16 * capacity, np.uint8) for name in BLOBS}
         self._blob_end = dict.fromkeys(BLOBS, 0)
         self._off = {name: np.zeros(capacity + 1, np.int64) for name in BLOBS}
+        self._built: dict[int, DocRecord] = {}
         self.tenants = _Dictionary[str]()
         self.users = _Dictionary[str | None]()
         self.convs = _Dictionary[tuple[int, str]]()
@@ -116,32 +128,30 @@ class RecordTable:
 
     def col(self, name: str) -> npt.NDArray[np.generic]:
         """The first ``n`` values of a numeric column (a view)."""
-        return self._cols[name][: self.n]
+        return self._data[name][: self.n]  # a view of one field
 
     # -- writes ---------------------------------------------------------------------------
 
     def append(self, rec: DocRecord, question: bool) -> int:
         """Add a row for ``rec``; return its row number."""
-        if self.n == self._cols["uid"].shape[0]:
+        if self.n == self._data.shape[0]:
             self._grow(2 * self.n)
         row = self.n
         tenant = self.tenants.code(rec.tenant)
         micros, offset = _micros(rec.started_at)
-        values = {
-            "uid": rec.uid,
-            "tenant": tenant,
-            "user": self.users.code(rec.user_id),
-            "conv": self.convs.code((tenant, rec.conversation_id)),
-            "speaker": self.speakers.code(rec.speaker),
-            "role": ROLE_CODE[rec.role],
-            "turn": rec.turn,
-            "started": rec.started_at.timestamp(),
-            "micros": micros,
-            "utcoffset": offset,
-            "question": question,
-        }
-        for name, value in values.items():
-            self._cols[name][row] = value
+        self._data[row] = (  # in NUMERIC's order
+            rec.uid,
+            tenant,
+            self.users.code(rec.user_id),
+            self.convs.code((tenant, rec.conversation_id)),
+            self.speakers.code(rec.speaker),
+            ROLE_CODE[rec.role],
+            rec.turn,
+            rec.started_at.timestamp(),
+            micros,
+            offset,
+            question,
+        )
         for name, text in (("id", rec.id), ("text", rec.text)):
             self._put(name, row, text.encode("utf-8"))
         self.n += 1
@@ -161,10 +171,9 @@ class RecordTable:
 
     def _grow(self, capacity: int) -> None:
         capacity = max(capacity, 1024)
-        for name, old in self._cols.items():
-            new = np.zeros(capacity, old.dtype)
-            new[: self.n] = old[: self.n]
-            self._cols[name] = new
+        data = np.zeros(capacity, _ROW)
+        data[: self.n] = self._data[: self.n]
+        self._data = data
         for name, old_off in self._off.items():
             new_off = np.zeros(capacity + 1, np.int64)
             new_off[: self.n + 1] = old_off[: self.n + 1]
@@ -176,35 +185,52 @@ class RecordTable:
         return self._str("text", row)
 
     def _str(self, name: str, row: int) -> str:
-        off = self._off[name]
-        return self._blob[name][off[row] : off[row + 1]].tobytes().decode("utf-8")
+        a, b = self._off[name][row : row + 2].tolist()
+        return self._blob[name][a:b].tobytes().decode("utf-8")
 
     def order_key(self, row: int) -> tuple[float, int, int]:
         """(started_at timestamp, turn, uid): a conversation's turn order."""
-        c = self._cols
-        return (float(c["started"][row]), int(c["turn"][row]), int(c["uid"][row]))
+        v = self._data[row].item()
+        return (v[_STARTED], v[_TURN], v[_UID])
 
     def record(self, row: int) -> DocRecord:
-        c = self._cols
-        tenant, conversation_id = self.convs.values[int(c["conv"][row])]
+        """The row as a `DocRecord`; the last few thousand built are kept (a row never
+        changes, so a kept one is always right), since a search reads the same hits and
+        neighbouring turns again and again."""
+        rec = self._built.get(row)
+        if rec is None:
+            if len(self._built) >= BUILT_RECORDS:
+                self._built.clear()
+            rec = self._built[row] = self._record(row)
+        return rec
+
+    def records(self, rows: Sequence[int | None]) -> list[DocRecord | None]:
+        """`record` of each row (None for None)."""
+        built, record = self._built, self.record
+        return [None if r is None else built.get(r) or record(r) for r in rows]
+
+    def _record(self, row: int) -> DocRecord:
+        uid, _, user, conv, speaker, role, turn, _, micros, offset, _ = self._data[row].item()
+        tenant, conversation_id = self.convs.values[conv]
         return DocRecord(
-            uid=int(c["uid"][row]),
+            uid=uid,
             tenant=self.tenants.values[tenant],
             id=self._str("id", row),
             conversation_id=conversation_id,
-            user_id=self.users.values[int(c["user"][row])],
-            turn=int(c["turn"][row]),
-            speaker=self.speakers.values[int(c["speaker"][row])],
-            role=ROLES[int(c["role"][row])],
+            user_id=self.users.values[user],
+            turn=turn,
+            speaker=self.speakers.values[speaker],
+            role=ROLES[role],
             text=self.text(row),
-            started_at=_datetime(int(c["micros"][row]), int(c["utcoffset"][row])),
+            started_at=_datetime(micros, offset),
         )
 
     # -- columns in and out -----------------------------------------------------------------
 
     def columns(self, rows: npt.NDArray[np.int64]) -> RecordColumns:
         """A copy of ``rows`` (in that order) as plain arrays."""
-        numeric = {name: col[rows] for name, col in self._cols.items()}
+        picked = self._data[rows]
+        numeric = {name: np.ascontiguousarray(picked[name]) for name in NUMERIC}
         blobs = {name: _gather(self._blob[name], self._off[name], rows) for name in BLOBS}
         return RecordColumns(
             numeric=numeric,
@@ -217,15 +243,15 @@ class RecordTable:
 
     @classmethod
     def from_columns(cls, cols: RecordColumns) -> RecordTable:
-        """A table whose rows are ``cols`` (arrays are adopted, not copied); ValueError if
-        they are inconsistent (lengths, offsets, codes out of range)."""
+        """A table whose rows are ``cols`` (the blobs are adopted, not copied); ValueError
+        if they are inconsistent (lengths, offsets, codes out of range)."""
         n = len(cols)
         _check(cols)
         table = cls(capacity=0)
         table.n = n
-        table._cols = {
-            name: np.asarray(cols.numeric[name], dtype) for name, dtype in NUMERIC.items()
-        }
+        table._data = np.empty(n, _ROW)
+        for name in NUMERIC:
+            table._data[name] = cols.numeric[name]
         for name in BLOBS:
             blob, off = cols.blobs[name]
             table._blob[name] = blob

@@ -255,6 +255,16 @@ class IndexShard:
         turns = self._turns.get(int(t.col("conv")[row]), _NO_ROWS)
         return turns, bisect.bisect_left(turns, t.order_key(row), key=self._order_key)
 
+    def _live_turns(self, row: int) -> tuple[npt.NDArray[np.int64], int]:
+        """`_row_turns` of a row already in its turn order: found by a scan of the order
+        (one numpy comparison) rather than a bisect (a Python call per probe)."""
+        turns = self._turns.get(int(self._table.col("conv")[row]), _NO_ROWS)
+        if len(turns) <= _SCAN_TURNS:
+            at = np.flatnonzero(turns == row)
+            if at.size:
+                return turns, int(at[0])
+        return self._row_turns(row)
+
     def _order_key(self, row: np.int64) -> tuple[float, int, int]:
         return self._table.order_key(int(row))
 
@@ -263,14 +273,14 @@ class IndexShard:
         row = self._rows.get(uid)
         if row is None:
             return None
-        turns, i = self._row_turns(row)
+        turns, i = self._live_turns(row)
         return int(self._table.col("uid")[turns[i + 1]]) if i + 1 < len(turns) else None
 
     def _previous_text(self, uid: int) -> str:
         row = self._rows.get(uid)
         if row is None:
             return ""
-        turns, i = self._row_turns(row)
+        turns, i = self._live_turns(row)
         return self._table.text(int(turns[i - 1])) if i > 0 else ""
 
     def _rekeyed(self, uids: list[int]) -> list[IndexDoc]:
@@ -288,7 +298,7 @@ class IndexShard:
         old = self._rows.pop(uid, None)
         if old is not None:
             self._count_speaker(old, -1)
-            turns, i = self._row_turns(old)
+            turns, i = self._live_turns(old)
             if i < len(turns) and turns[i] == old:
                 self._turns[int(self._table.col("conv")[old])] = np.delete(turns, i)
         if rec is not None:
@@ -335,21 +345,16 @@ class IndexShard:
 
     def questions(self, uids: Iterable[int]) -> list[bool]:
         """Whether each utterance is a question (``ranking.is_question``, read at apply time)."""
-        rows, table = self._rows, self._table
-        out = []
-        for u in uids:
-            row = rows.get(int(u))
-            out.append(row is not None and bool(table.col("question")[row]))
-        return out
+        rows, flags = self._rows, self._table.col("question").astype(bool, copy=False)
+        at = np.fromiter((rows.get(int(u), -1) for u in uids), np.int64)
+        if not flags.shape[0]:
+            return [False] * at.shape[0]
+        return list((flags[at] & (at >= 0)).tolist())
 
     def records(self, uids: Iterable[int]) -> list[DocRecord | None]:
         # Lock-free: rows are append-only and a table that grows copies what it holds first.
-        rows, table = self._rows, self._table
-        out: list[DocRecord | None] = []
-        for u in uids:
-            row = rows.get(int(u))
-            out.append(None if row is None else table.record(row))
-        return out
+        rows = self._rows
+        return self._table.records([rows.get(int(u)) for u in uids])
 
     def live_vectors(self, hits: Hits) -> tuple[Hits, npt.NDArray[np.float32]]:
         """The hits still live, in order, and their vectors (rows aligned), consistently."""
@@ -364,9 +369,12 @@ class IndexShard:
             row = self._rows.get(uid)
             if row is None:
                 return []
-            turns, i = self._row_turns(row)
-            window = [*turns[max(0, i - before) : i], *turns[i + 1 : i + 1 + after]]
-            return [self._table.record(int(r)) for r in window]
+            turns, i = self._live_turns(row)
+            window = [
+                *turns[max(0, i - before) : i].tolist(),
+                *turns[i + 1 : i + 1 + after].tolist(),
+            ]
+            return [r for r in self._table.records(window) if r is not None]
 
     def context_many(
         self, uids: Sequence[int], *, before: int, after: int
@@ -401,6 +409,8 @@ class IndexShard:
 
 
 _NO_ROWS = np.empty(0, np.int64)
+#: conversations up to this many turns find a turn by a scan, longer ones by a bisect
+_SCAN_TURNS = 4096
 
 
 def _to_doc(change: Change, embedding: npt.NDArray[np.float32]) -> tuple[IndexDoc, DocRecord]:

@@ -255,3 +255,13 @@ def test_only_the_lexical_directories_no_process_holds_are_removed(tmp_path: Pat
     del crashed
     assert remove_stale(tmp_path) == 1
     assert [p.name for p in tmp_path.iterdir()] == [held._root.name] and not left.exists()
+
+
+def test_records_read_the_same_when_few_are_kept(tmp_path: Path, monkeypatch) -> None:
+    shard, corpus = built(5)
+    want = answers(shard, corpus)
+    monkeypatch.setattr("indexer.record_table.BUILT_RECORDS", 3)
+    save_snapshot(shard, tmp_path / "snap", model_id="m", dim=DIM)
+    restored = new_shard()
+    load_snapshot(restored, tmp_path / "snap", model_id="m", dim=DIM)
+    assert answers(restored, corpus) == answers(shard, corpus) == want
