@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from typing import Literal
 
 import numpy as np
+import numpy.typing as npt
 
 from indexer.errors import IndexTimeout
 from indexer.models import Filters, LexicalOptions
@@ -292,23 +293,15 @@ class Searcher:
         p = self._params
         tier = self._shard
         assert isinstance(tier, ServerFusion)
-        dense_filters, dense_query = self._dense_scope(query, filters)
-        if when is not None:
-            dense_filters = replace(dense_filters, since=when.since, until=when.until)
-        qvec = stages.run_on(
-            self._executor,
-            "embed",
-            lambda: self._embedder.embed_query(dense_query),
-            also=("hybrid",),
-        )
-        if qvec is None:
+        embedded = self._query_vector(query, filters, when, stages, then="hybrid")
+        if embedded is None:
             return None
-        lexical = 1.0 - p.window_weight
+        qvec, dense_filters = embedded
         fusion = HybridFusion(
             kind="rrf",
             rrf_k=p.rrf_k,
             weights=(
-                p.lexical_weight * lexical,
+                p.lexical_weight * (1.0 - p.window_weight),
                 p.lexical_weight * p.window_weight,
                 1.0 - p.lexical_weight,
             ),
@@ -329,10 +322,17 @@ class Searcher:
             ),
         )
 
-    def _dense(
-        self, query: str, filters: Filters, when: TimeRange | None, n: int, stages: StageRunner
-    ) -> Hits | None:
-        """The query embedding, then the dense search (each skipped if it does not fit)."""
+    def _query_vector(
+        self,
+        query: str,
+        filters: Filters,
+        when: TimeRange | None,
+        stages: StageRunner,
+        *,
+        then: str,
+    ) -> tuple[npt.NDArray[np.float32], Filters] | None:
+        """The dense query's vector (``_dense_scope``'s text, embedded if it fits; else None
+        with ``then``, the stage that needed it, degraded too) and the dense filters."""
         dense_filters, dense_query = self._dense_scope(query, filters)
         if when is not None:
             dense_filters = replace(dense_filters, since=when.since, until=when.until)
@@ -340,10 +340,18 @@ class Searcher:
             self._executor,
             "embed",
             lambda: self._embedder.embed_query(dense_query),
-            also=("dense",),
+            also=(then,),
         )
-        if qvec is None:
+        return None if qvec is None else (qvec, dense_filters)
+
+    def _dense(
+        self, query: str, filters: Filters, when: TimeRange | None, n: int, stages: StageRunner
+    ) -> Hits | None:
+        """The query embedding, then the dense search (each skipped if it does not fit)."""
+        embedded = self._query_vector(query, filters, when, stages, then="dense")
+        if embedded is None:
             return None
+        qvec, dense_filters = embedded
         usable = stages.usable
         return stages.run(
             "dense",
