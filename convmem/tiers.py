@@ -80,6 +80,7 @@ def build_milvus_tier(settings: Settings, dim: int, closers: list[Callable[[], N
         nprobe=m.nprobe,
         consistency=m.consistency,
         timeout_s=m.timeout_s,
+        read_by_search=m.read_by_search,
     )
 
 

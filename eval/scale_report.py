@@ -116,9 +116,14 @@ def _latency(report: dict[str, Any]) -> list[str]:
                 row += [lat.get(call, {}).get("p50"), lat.get(call, {}).get("p99")]
             stages = ", ".join(f"{k} {v}" for k, v in s.get("stage_mean_ms", {}).items())
             failed = f"{s.get('failed_share', 0):.1%}"
-            rows.append([*row, f"{s['degraded_share']:.1%}", failed, stages or "—"])
+            gc_ = s.get("gc_during_hybrid")
+            gcs = "—"
+            if gc_:
+                gcs = "/".join(map(str, gc_["passes_by_generation"])) + f", {gc_['longest_ms']} ms"
+            rows.append([*row, f"{s['degraded_share']:.1%}", failed, gcs, stages or "—"])
     header = ["tier", "scope (docs)", "hybrid p50", "hybrid p99", "dense p50", "dense p99"]
-    header += ["lexical p50", "lexical p99", "degraded", "failed", "searcher stage means (ms)"]
+    header += ["lexical p50", "lexical p99", "degraded", "failed"]
+    header += ["gc passes gen0/1/2, longest", "searcher stage means (ms)"]
     return _table(header, rows)
 
 
@@ -294,6 +299,9 @@ def render(report: dict[str, Any]) -> str:
         lines += [f"## Tier: {name}", ""]
         if "error" in tier:
             lines += [f"**Failed**: {tier['error']}", ""]
+            continue
+        if "not_run" in tier:
+            lines += [f"**Not run on this machine**: {tier['not_run']}", ""]
             continue
         if name == "inprocess":
             lines += _inprocess(tier, n)

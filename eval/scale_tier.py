@@ -5,11 +5,14 @@ build figures), answers the three calls the benchmark times, and reports its siz
 in-process and Milvus tiers answer ``hybrid`` through the same `Searcher` with default
 `SearchParams`, so their figures compare like for like; pgvector answers it with one SQL
 statement. ``measure`` times each call per scope and keeps the top-k ids of each
-for the recall figures.
+for the recall figures. Before timing it freezes the heap as the served process does after
+start-up (``query_service.heap.HeapFreezer``), and it counts the garbage collector's passes
+and their longest pause while the searches run, so a tail that is a collection shows as one.
 """
 
 from __future__ import annotations
 
+import gc
 import sys
 import time
 from collections.abc import Sequence
@@ -23,6 +26,7 @@ from tqdm import tqdm
 from eval.bench_report import percentiles
 from eval.scale_corpus import Corpus, Scope
 from indexer.models import Filters
+from query_service.heap import HeapFreezer
 
 K = 10
 #: the served search budget (``LatencyBudgets.total_ms``)
@@ -62,6 +66,10 @@ class ScaleTier(Protocol):
         ...
 
 
+class TierNotRunnable(RuntimeError):
+    """This machine cannot run the tier (reported as not run, not as failed)."""
+
+
 def measure(
     tier: ScaleTier,
     scopes: Sequence[Scope],
@@ -75,7 +83,9 @@ def measure(
     answers (no answer: a 504, or a tier call that raised), the mean
     of each searcher stage, and every query's hybrid, dense and lexical top-k ids."""
     out: dict[str, dict[str, Any]] = {}
+    HeapFreezer(size=lambda: 0).maybe_freeze()
     for scope in scopes:
+        watch = GcWatch()
         lat: dict[str, list[float]] = {"hybrid": [], "dense": [], "lexical": []}
         hybrid_ids: list[list[int]] = []
         dense_ids: list[list[int]] = []
@@ -84,9 +94,11 @@ def measure(
         degraded = failed = 0
         desc = f"{tier.name} {scope.name}"
         for i, q in enumerate(tqdm(queries, desc=desc, unit="q", file=sys.stderr)):
+            watch.on = i >= warmup
             t0 = time.perf_counter()
             answer = tier.hybrid(q, scope.filters)
             t1 = time.perf_counter()
+            watch.on = False
             dense = tier.dense(vectors[i], scope.filters)
             t2 = time.perf_counter()
             lexical = tier.lexical(q, scope.filters)
@@ -109,8 +121,36 @@ def measure(
             "degraded_share": round(degraded / n, 4),
             "failed_share": round(failed / n, 4),
             "stage_mean_ms": {s: round(float(np.mean(v)), 3) for s, v in stages.items()},
+            "gc_during_hybrid": watch.close(),
             "hybrid_ids": hybrid_ids,
             "dense_ids": dense_ids,
             "lexical_ids": lexical_ids,
         }
     return out
+
+
+class GcWatch:
+    """The collector's passes (per generation) and the longest pause, while ``on``."""
+
+    def __init__(self) -> None:
+        self.on = False
+        self._passes = [0, 0, 0]
+        self._longest_ms = 0.0
+        self._started = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if not self.on:
+            return
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        self._passes[info["generation"]] += 1
+        self._longest_ms = max(self._longest_ms, (time.perf_counter() - self._started) * 1000)
+
+    def close(self) -> dict[str, Any]:
+        gc.callbacks.remove(self._callback)
+        return {
+            "passes_by_generation": list(self._passes),
+            "longest_ms": round(self._longest_ms, 2),
+        }

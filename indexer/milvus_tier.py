@@ -102,12 +102,16 @@ class MilvusTier:
         nprobe: int = 32,
         consistency: str = "Strong",
         timeout_s: float = 10.0,
+        read_by_search: bool | None = None,
     ) -> None:
         """``dense_index``: FLAT (exact), IVF_FLAT (``nlist`` lists, ``nprobe`` probed) or
         HNSW (``ef`` = max(k, ``nprobe``); Milvus Standalone and Distributed, not
         milvus-lite). ``consistency``: Milvus's level for reads ("Strong": a search sees every
         write acknowledged before it; "Bounded" is cheaper on a cluster). ``timeout_s`` caps
-        every call that has no deadline of its own (writes, the cursor)."""
+        every call that has no deadline of its own (writes, the cursor). ``read_by_search``:
+        read rows of the utterance collection with a filtered search instead of a query
+        (``query``); default on for FLAT, the only index whose filtered search scores every
+        row the filter admits."""
         self._client = client
         self.collection = collection
         self.meta = f"{collection}_meta"
@@ -118,6 +122,9 @@ class MilvusTier:
         self._nprobe = nprobe
         self._consistency = consistency
         self._timeout_s = timeout_s
+        self._read_by_search = dense_index == "FLAT" if read_by_search is None else read_by_search
+        if self._read_by_search and dense_index != "FLAT":
+            raise ValueError("read_by_search needs dense_index FLAT: an ANN search can miss rows")
         self._seq = 0
         self._seq_read_at = -math.inf
         self._memo = ReadMemo()
@@ -142,6 +149,11 @@ class MilvusTier:
     @property
     def timeout_s(self) -> float:
         return self._timeout_s
+
+    @property
+    def read_by_search(self) -> bool:
+        """Whether rows are read by an exact filtered search (``_search_read``)."""
+        return self._read_by_search
 
     def ensure_collections(self, *, recreate_stale: bool = False) -> None:
         c = self._client
@@ -614,6 +626,10 @@ class MilvusTier:
     ) -> list[dict[str, Any]]:
         """Every row matching ``expr`` (past Milvus's 16,384 rows a query, by an iterator)."""
         timeout = self._timeout_s if timeout_s is None else timeout_s
+        if self._read_by_search and collection == self.collection:
+            found = self._search_read(expr, fields, timeout)
+            if len(found) < QUERY_LIMIT:
+                return found
         with remote("query"):
             rows = self._client.query(
                 collection,
@@ -635,6 +651,32 @@ class MilvusTier:
             finally:
                 it.close()
             return out
+
+    def _search_read(self, expr: str, fields: list[str], timeout: float) -> list[dict[str, Any]]:
+        """The rows matching ``expr`` (up to ``QUERY_LIMIT``) as one exact (FLAT) search with
+        ``expr`` as its filter: a FLAT search scores every row the filter admits, so with a
+        limit above their number it returns them all. milvus-lite answers that in a third to
+        a half of a query's time (a one-row read at 100k rows: 3.2 against 11.5 ms; 40 turns:
+        5.5 against 13.4 ms; docs/SCALING.md), as every read there is a scan."""
+        probe = [1.0] + [0.0] * (self.dim - 1)
+        with remote("read"):
+            res = self._client.search(
+                self.collection,
+                data=[probe],
+                anns_field="dense",
+                limit=QUERY_LIMIT,
+                filter=expr,
+                search_params={"metric_type": "IP"},
+                output_fields=fields,
+                timeout=timeout,
+                consistency_level=self._consistency,
+            )
+        out: list[dict[str, Any]] = []
+        for hit in res[0]:
+            row = dict(hit["entity"])
+            row.setdefault("uid", int(hit["id"]))
+            out.append(row)
+        return out
 
 
 @contextmanager

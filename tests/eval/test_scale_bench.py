@@ -97,6 +97,31 @@ def test_or_query_and_plan_text():
     assert plan_text(plan) == "Limit [Index Scan (hnsw), Sort]"
 
 
+def test_the_pgvector_tier_is_refused_before_it_can_crash_an_avx2_only_cpu():
+    from eval.scale_pgvector import PgvectorUnsupported, check_cpu
+
+    with pytest.raises(PgvectorUnsupported, match="needs AVX-512: this CPU has avx2"):
+        check_cpu(["avx2"])
+    check_cpu(["avx2", "avx512f", "avx512_vnni"])  # runs
+
+
+def test_gc_watch_counts_only_the_passes_while_on():
+    import gc
+
+    from eval.scale_tier import GcWatch
+
+    watch = GcWatch()
+    gc.collect()  # off: not counted
+    watch.on = True
+    gc.collect()
+    gc.collect(0)
+    watch.on = False
+    got = watch.close()
+    assert got["passes_by_generation"][2] == 1 and got["passes_by_generation"][0] >= 1
+    assert got["longest_ms"] > 0
+    assert not any(getattr(cb, "__self__", None) is watch for cb in gc.callbacks)
+
+
 @pytest.mark.benchmark
 def test_scale_bench_writes_its_report_with_exact_recall(tmp_path: Path):
     from eval.scale_bench import main
@@ -109,10 +134,14 @@ def test_scale_bench_writes_its_report_with_exact_recall(tmp_path: Path):
     assert report["corpus"]["size"] == 3000 and not report["corpus"]["from_cache"]
     assert [s["name"] for s in report["scopes"]] == ["large_user", "median_user", "tenant"]
     assert set(report["tiers"]) == {"inprocess", "pgvector", "milvus"}
+    if "avx512f" not in report["machine"]["cpu_flags"]:  # the bundled pgvector cannot run
+        assert "AVX-512" in report["tiers"].pop("pgvector")["not_run"]
+        assert "Not run on this machine" in (out / "report.md").read_text()
     for name, tier in report["tiers"].items():
         for scope in ("large_user", "median_user", "tenant"):
             lat = tier["search"][scope]["latency_ms"]
             assert set(lat) == {"hybrid", "dense", "lexical"} and lat["hybrid"]["n"] == 10
+            assert len(tier["search"][scope]["gc_during_hybrid"]["passes_by_generation"]) == 3
             assert 0 <= tier["recall"][scope]["dense"] <= 1, name
     for name in ("inprocess", "milvus"):  # exact dense search: FAISS flat scan, Milvus FLAT
         assert all(r["dense"] == 1.0 for r in report["tiers"][name]["recall"].values())
@@ -121,7 +150,8 @@ def test_scale_bench_writes_its_report_with_exact_recall(tmp_path: Path):
     assert inproc["restart"]["utterances"] == 3000
     assert inproc["restart"]["answers_match_build"] == "15/15"
     assert inproc["memory"]["delta_per_utt_bytes"] > 0
-    assert report["tiers"]["pgvector"]["size"]["rows"] == 3000
+    if "pgvector" in report["tiers"]:
+        assert report["tiers"]["pgvector"]["size"]["rows"] == 3000
     assert report["tiers"]["milvus"]["build"]["count_after_build"] == 3000
     assert {t["target"] for t in report["targets"]} and "dense_ids" not in json.dumps(report)
     assert "## Recall" in (out / "report.md").read_text()

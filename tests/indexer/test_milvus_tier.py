@@ -33,9 +33,15 @@ def contract_collections(milvus_client: object) -> Iterator[dict[int, str]]:
 
 
 class TestMilvusTier(TierContract):
-    @pytest.fixture
+    """Rows read as the default does on FLAT (an exact filtered search) and as on an ANN
+    index (a query): the contract holds for both read paths."""
+
+    @pytest.fixture(params=[True, False], ids=["search-reads", "query-reads"])
     def tier_factory(
-        self, milvus_client: object, contract_collections: dict[int, str]
+        self,
+        request: pytest.FixtureRequest,
+        milvus_client: object,
+        contract_collections: dict[int, str],
     ) -> TierFactory:
         def make(dim: int) -> IndexTier:
             name = contract_collections.get(dim)
@@ -43,7 +49,7 @@ class TestMilvusTier(TierContract):
                 name = contract_collections[dim] = f"contract_{dim}"
                 MilvusTier.open(milvus_client, collection=name, dim=dim).drop()
                 MilvusTier.open(milvus_client, collection=name, dim=dim)
-            tier = MilvusTier(milvus_client, collection=name, dim=dim)
+            tier = MilvusTier(milvus_client, collection=name, dim=dim, read_by_search=request.param)
             tier.clear()
             return tier
 
@@ -202,3 +208,21 @@ def test_the_searcher_fuses_on_milvus_when_asked(fused_tier: MilvusTier) -> None
     uids = [h.record.uid for h in r.hits]
     assert 2 in uids and len(uids) == 3
     assert all(h.context for h in r.hits)  # hydrated with the turns around each
+
+
+def test_reads_by_search_only_on_an_exact_index(milvus_client: object) -> None:
+    """A filtered ANN search can miss rows the filter admits, so reading by search is refused
+    with IVF_FLAT or HNSW, in the settings and in the tier; the default follows the index."""
+    from pydantic import ValidationError
+
+    from convmem.settings import MilvusSettings
+
+    with pytest.raises(ValidationError, match="read_by_search needs dense_index FLAT"):
+        MilvusSettings(dense_index="HNSW", read_by_search=True)
+    assert MilvusSettings(dense_index="HNSW").read_by_search is None
+    with pytest.raises(ValueError, match="FLAT"):
+        MilvusTier(
+            milvus_client, collection="x", dim=4, dense_index="IVF_FLAT", read_by_search=True
+        )
+    assert MilvusTier(milvus_client, collection="x", dim=4).read_by_search
+    assert not MilvusTier(milvus_client, collection="x", dim=4, dense_index="HNSW").read_by_search

@@ -43,9 +43,14 @@ def milvus_rows(milvus_uri: str, milvus_collection: str) -> Callable[[str], list
     def rows(tenant: str) -> list[dict[str, Any]]:
         client = connect(milvus_uri)
         try:
-            tier = MilvusTier(client, collection=milvus_collection, dim=1)
-            return tier.query(
-                milvus_collection, f"tenant_k == {quoted(tenant)}", ["id", "user_id", "text"]
+            return list(
+                client.query(
+                    milvus_collection,
+                    filter=f"tenant_k == {quoted(tenant)}",
+                    output_fields=["id", "user_id", "text"],
+                    limit=16_384,
+                    consistency_level="Strong",
+                )
             )
         finally:
             client.close()
