@@ -292,6 +292,13 @@ class IndexSettings(BaseModel):
         "replicas, with one `convmem index-worker` feeding the tier",
     )
     tokenizer: str = "en_stem"
+    compute_threads: int = Field(
+        default=1,
+        ge=0,
+        le=256,
+        description="threads one BLAS call may use (numpy's products in a dense search): 1, "
+        "as searches run in parallel as requests; 0 = OpenBLAS's default (one per core)",
+    )
     vector_backend: Literal["faiss", "numpy"] = Field(
         default="faiss", description="faiss (exact, ANN past ann_threshold) or numpy (reference)"
     )

@@ -17,6 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
+from convmem.compute_threads import limit_compute_threads
 from convmem.settings import Settings
 from convmem.tiers import build_shard as build_shard  # re-exported: the scale bench uses it
 from convmem.tiers import build_tier, rebuild_if_foreign
@@ -78,6 +79,7 @@ def search_params(settings: Settings) -> SearchParams:
 
 
 def build_services(settings: Settings, *, embedder: Embedder | None = None) -> Services:
+    limit_compute_threads(settings.index.compute_threads)
     closers: list[Callable[[], None]] = []
     try:
         store = PgStore.connect(

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from convmem.compute_threads import limit_compute_threads
 from convmem.settings import Settings
 from convmem.wiring import build_embedder
 from eval import scale_corpus
@@ -138,7 +139,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.error(f"unknown tiers {unknown}: choose from {', '.join(TIERS)}")
     spec = CorpusSpec(size=args.size, users=args.users, seed=args.seed, zipf=args.zipf)
     command = "python -m eval.scale_bench " + shlex.join(sys.argv[1:] if argv is None else argv)
-    embedder = build_embedder(Settings())
+    settings = Settings()
+    limit_compute_threads(settings.index.compute_threads)  # as the served process
+    embedder = build_embedder(settings)
     stages: dict[str, float] = {}
     t0 = time.perf_counter()
     corpus, path, cached = scale_corpus.load_or_build(spec, embedder, args.cache_dir)

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from convmem.compute_threads import limit_compute_threads
 from convmem.settings import Settings
 from convmem.wiring import build_embedder, build_shard, search_params
 from eval import scale_corpus
@@ -112,6 +113,7 @@ def _filters(scope: dict[str, Any]) -> Filters:
 
 def child_build(job: dict[str, Any]) -> dict[str, Any]:
     settings = Settings()
+    limit_compute_threads(settings.index.compute_threads)  # as the served process
     embedder = build_embedder(settings)
     baseline = settle()
     corpus = scale_corpus.load(Path(job["corpus"]))
@@ -161,6 +163,7 @@ def child_build(job: dict[str, Any]) -> dict[str, Any]:
 
 def child_restart(job: dict[str, Any]) -> dict[str, Any]:
     settings = Settings()
+    limit_compute_threads(settings.index.compute_threads)  # as the served process
     embedder = build_embedder(settings)
     shard = build_shard(settings, embedder.dim)
     baseline = settle()

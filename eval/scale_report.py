@@ -127,6 +127,19 @@ def _latency(report: dict[str, Any]) -> list[str]:
     return _table(header, rows)
 
 
+def _slowest(report: dict[str, Any]) -> list[str]:
+    rows = []
+    for name, tier in report["tiers"].items():
+        for scope, s in tier.get("search", {}).items():
+            for slow in s.get("slowest_hybrid", []):
+                stages = ", ".join(f"{k} {v}" for k, v in slow["stages_ms"].items())
+                rows.append([name, scope, slow["query"], slow["ms"], stages or "—"])
+    if not rows:
+        return []
+    header = ["tier", "scope", "query #", "hybrid ms", "its stages (ms)"]
+    return ["## The slowest hybrid searches", "", *_table(header, rows)]
+
+
 def _recall(report: dict[str, Any]) -> list[str]:
     rows = []
     for name, tier in report["tiers"].items():
@@ -287,6 +300,7 @@ def render(report: dict[str, Any]) -> str:
         ],
     )
     lines += ["## Search latency (ms, server-side)", ""] + _latency(report)
+    lines += _slowest(report)
     lines += ["## Recall", ""] + _recall(report)
     lines += [
         "Dense recall is tie-aware against an exact inner-product scan of the same scope.",

@@ -29,6 +29,8 @@ from indexer.models import Filters
 from query_service.heap import HeapFreezer
 
 K = 10
+#: the slowest hybrid searches kept per scope, with their stage times (what a p99 is made of)
+SLOWEST = 3
 #: the served search budget (``LatencyBudgets.total_ms``)
 BUDGET_MS = 50.0
 
@@ -92,6 +94,7 @@ def measure(
         lexical_ids: list[list[int]] = []
         stages: dict[str, list[float]] = {}
         degraded = failed = 0
+        slow: list[tuple[float, int, dict[str, float]]] = []
         desc = f"{tier.name} {scope.name}"
         for i, q in enumerate(tqdm(queries, desc=desc, unit="q", file=sys.stderr)):
             watch.on = i >= warmup
@@ -114,6 +117,7 @@ def measure(
             failed += any(d.startswith(("failed", "504")) for d in answer.degraded)
             for stage, ms in answer.timings_ms.items():
                 stages.setdefault(stage, []).append(ms)
+            slow.append(((t1 - t0) * 1000, i, answer.timings_ms))
         n = max(1, len(lat["hybrid"]))
         out[scope.name] = {
             "scope_docs": scope.docs,
@@ -122,6 +126,14 @@ def measure(
             "failed_share": round(failed / n, 4),
             "stage_mean_ms": {s: round(float(np.mean(v)), 3) for s, v in stages.items()},
             "gc_during_hybrid": watch.close(),
+            "slowest_hybrid": [
+                {
+                    "ms": round(ms, 2),
+                    "query": i,
+                    "stages_ms": {k: round(v, 2) for k, v in t.items()},
+                }
+                for ms, i, t in sorted(slow, key=lambda x: -x[0])[:SLOWEST]
+            ],
             "hybrid_ids": hybrid_ids,
             "dense_ids": dense_ids,
             "lexical_ids": lexical_ids,

@@ -142,6 +142,9 @@ def test_scale_bench_writes_its_report_with_exact_recall(tmp_path: Path):
             lat = tier["search"][scope]["latency_ms"]
             assert set(lat) == {"hybrid", "dense", "lexical"} and lat["hybrid"]["n"] == 10
             assert len(tier["search"][scope]["gc_during_hybrid"]["passes_by_generation"]) == 3
+            slowest = [s["ms"] for s in tier["search"][scope]["slowest_hybrid"]]
+            assert len(slowest) == 3 and slowest == sorted(slowest, reverse=True)
+            assert slowest[0] >= lat["hybrid"]["p99"] - 1e-6
             assert 0 <= tier["recall"][scope]["dense"] <= 1, name
     for name in ("inprocess", "milvus"):  # exact dense search: FAISS flat scan, Milvus FLAT
         assert all(r["dense"] == 1.0 for r in report["tiers"][name]["recall"].values())
