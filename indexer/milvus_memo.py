@@ -7,7 +7,7 @@ Each ask is a round trip to Milvus, 8-16 ms on the bundled server at 100k uttera
 searches return each candidate's turn key and question flag with its id (``light``), and one
 read of the turns around the best hits (``span``) answers both neighbour asks and hydration.
 
-The memo belongs to one ``seq`` (the feed's cursor, read at most every ``SEQ_TTL_S``): when it
+The memo belongs to one ``seq`` (the feed's cursor, refreshed about every ``SEQ_TTL_S``): when it
 moves, every entry is dropped, so a row deleted or edited at that ``seq`` is never served
 from here to a search that waited for it. Between two moves it is as fresh as the reads that
 filled it, which raced the same writes a read without the memo races.

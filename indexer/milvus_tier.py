@@ -70,8 +70,11 @@ _TURN_MASK = (1 << TURN_BITS) - 1
 #: turns read beyond a hit's span each side: the served context of a neighbour that spreading
 #: lifts into the results is then already read (one read per search, not two)
 PREFETCH_TURNS = 4
-#: the seq read from the cursor is reused this long (the searcher reads it twice a search)
+#: the seq read from the cursor is reused this long (the searcher reads it twice a search);
+#: past it, a read starts one in the background and answers the last one read, up to
+#: ``SEQ_WAIT_S`` old: past that (an idle tier) it reads the cursor before answering
 SEQ_TTL_S = 0.05
+SEQ_WAIT_S = 0.5
 
 
 def connect(uri: str, *, token: str = "", timeout_s: float = 10.0) -> MilvusClient:
@@ -127,6 +130,7 @@ class MilvusTier:
             raise ValueError("read_by_search needs dense_index FLAT: an ANN search can miss rows")
         self._seq = 0
         self._seq_read_at = -math.inf
+        self._seq_reading = False
         self._memo = ReadMemo()
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
@@ -233,11 +237,39 @@ class MilvusTier:
 
     @property
     def seq(self) -> int:
-        now = time.monotonic()
-        if now - self._seq_read_at > SEQ_TTL_S:
-            self._seq = max(self._seq, self.stored_cursor())
-            self._seq_read_at = now
+        """The feed's cursor. A busy replica never waits for it in a search: when the last
+        read is over ``SEQ_TTL_S`` old a background read refreshes it, so a search's first
+        look starts the round trip beside its retrievals instead of in front of the turns'
+        read. Only a cursor over ``SEQ_WAIT_S`` old is read before answering."""
+        age = time.monotonic() - self._seq_read_at
+        if age > SEQ_WAIT_S:
+            self._read_seq()
+        elif age > SEQ_TTL_S:
+            self._read_seq_soon()
         return self._seq
+
+    def _read_seq(self) -> None:
+        at = time.monotonic()
+        stored = self.stored_cursor()
+        with self._pool_lock:
+            self._seq = max(self._seq, stored)
+            self._seq_read_at = max(self._seq_read_at, at)
+
+    def _read_seq_soon(self) -> None:
+        with self._pool_lock:
+            if self._seq_reading:
+                return
+            self._seq_reading = True
+
+        def read() -> None:
+            try:
+                self._read_seq()
+            except IndexUnavailable:  # the next look tries again; a search reports it
+                _log.debug("reading the Milvus cursor failed", exc_info=True)
+            finally:
+                self._seq_reading = False
+
+        self._readers().submit(read)
 
     def stored_cursor(self) -> int:
         rows = self.query(self.meta, 'key == "cursor"', ["seq"], timeout_s=self._timeout_s)
