@@ -226,3 +226,39 @@ def test_reads_by_search_only_on_an_exact_index(milvus_client: object) -> None:
         )
     assert MilvusTier(milvus_client, collection="x", dim=4).read_by_search
     assert not MilvusTier(milvus_client, collection="x", dim=4, dense_index="HNSW").read_by_search
+
+
+def test_a_replica_follows_the_cursor_without_a_search_waiting_for_it(
+    milvus_client: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A replica's ``seq`` answers from the last read while a background read refreshes it,
+    so a busy replica sees the worker's new cursor a round trip later; after half a second
+    idle it reads the cursor before answering. It never goes back."""
+    import time
+    from datetime import UTC, datetime
+
+    from indexer import milvus_tier
+    from tests.indexer.changes import utterance_change
+
+    name = "cursor_follow"
+    worker = MilvusTier.open(milvus_client, collection=name, dim=4)
+    try:
+        worker.clear()
+        replica = MilvusTier(milvus_client, collection=name, dim=4)
+        assert replica.seq == 0  # first look: read before answering
+        at = datetime(2026, 1, 1, tzinfo=UTC)
+        vec = np.array([1, 0, 0, 0], dtype=np.float32)
+        monkeypatch.setattr(milvus_tier, "SEQ_WAIT_S", 3600.0)  # however long the apply takes
+        worker.apply([utterance_change(7, 1, "hello there", turn=0, started_at=at, embedding=vec)])
+        time.sleep(milvus_tier.SEQ_TTL_S * 2)  # stale, not idle
+        assert replica.seq == 0  # answered from the last read; a read has started
+        deadline = time.monotonic() + 5
+        while replica.seq != 7:
+            assert time.monotonic() < deadline, "the background read never landed"
+            time.sleep(0.01)
+        monkeypatch.setattr(milvus_tier, "SEQ_WAIT_S", 0.2)
+        worker.apply([utterance_change(9, 2, "and again", turn=1, started_at=at, embedding=vec)])
+        time.sleep(0.3)  # idle: read before answering
+        assert replica.seq == 9
+    finally:
+        worker.drop()
