@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from indexer.milvus_keys import filter_expr, named_expr
-from indexer.milvus_schema import LIGHT_FIELDS
+from indexer.milvus_schema import LIGHT_FIELDS, light
 from indexer.models import Filters
 from indexer.tier import HybridFusion
 from ranking.hits import Hits
@@ -107,7 +107,4 @@ def search_fused(
     found = res[0]
     ids = np.fromiter((int(h["id"]) for h in found), np.int64, len(found))
     scores = np.fromiter((float(h["distance"]) for h in found), np.float32, len(found))
-    light = [
-        (int(h["id"]), int(h["entity"]["ct"]), bool(h["entity"]["is_question"])) for h in found
-    ]
-    return Hits(ids, scores), light
+    return Hits(ids, scores), [light(h) for h in found]

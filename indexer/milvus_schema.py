@@ -62,6 +62,12 @@ ROW_FIELDS = [*RECORD_FIELDS, "is_question", "ct"]
 LIGHT_FIELDS = ["ct", "is_question"]
 
 
+def light(hit: dict[str, Any]) -> tuple[int, int, bool]:
+    """A search hit (with ``LIGHT_FIELDS``) as the read memo keeps it: uid, ct, question."""
+    entity = hit["entity"]
+    return int(hit["id"]), int(entity["ct"]), bool(entity["is_question"])
+
+
 def utterance_schema(dim: int, *, partition_key: bool) -> CollectionSchema:
     from pymilvus import DataType, Function, FunctionType, MilvusClient
 

@@ -44,6 +44,7 @@ from indexer.milvus_schema import (
     ROW_FIELDS,
     from_row,
     identity_row,
+    light,
     meta_indexes,
     meta_schema,
     utterance_indexes,
@@ -133,7 +134,7 @@ class MilvusTier:
         self._seq_reading = False
         self._memo = ReadMemo()
         self._pool: ThreadPoolExecutor | None = None
-        self._pool_lock = threading.Lock()
+        self._lock = threading.Lock()  # the reader pool and the cursor read
 
     @classmethod
     def open(
@@ -251,12 +252,12 @@ class MilvusTier:
     def _read_seq(self) -> None:
         at = time.monotonic()
         stored = self.stored_cursor()
-        with self._pool_lock:
+        with self._lock:
             self._seq = max(self._seq, stored)
             self._seq_read_at = max(self._seq_read_at, at)
 
     def _read_seq_soon(self) -> None:
-        with self._pool_lock:
+        with self._lock:
             if self._seq_reading:
                 return
             self._seq_reading = True
@@ -367,7 +368,7 @@ class MilvusTier:
         text, names = self.lexical_terms(query, filters, options)
         memo = self._fresh()
         with remote("hybrid search"):
-            hits, light = search_fused(
+            hits, lights = search_fused(
                 self._client,
                 self.collection,
                 text=text,
@@ -381,32 +382,23 @@ class MilvusTier:
                 dense_params=self._dense_params(k),
                 consistency=self._consistency,
             )
-        memo.put_light(light)
+        memo.put_light(lights)
         return Hits(hits.ids, hits.scores, exhaustive=self._dense_index == "FLAT")
 
     def _readers(self) -> ThreadPoolExecutor:
         """Threads for round trips a read makes at once (started on first use)."""
-        with self._pool_lock:
+        with self._lock:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="milvus-read")
             return self._pool
 
     def _bm25(self, text: str, field: str, expr: str, k: int, timeout_s: float) -> dict[int, float]:
         memo = self._fresh()
-        with remote("BM25 search"):
-            res = self._client.search(
-                self.collection,
-                data=[text],
-                anns_field=field,
-                limit=k,
-                filter=expr,
-                search_params={"metric_type": "BM25"},
-                output_fields=LIGHT_FIELDS,
-                timeout=timeout_s,
-                consistency_level=self._consistency,
-            )
-        memo.put_light(_light(h) for h in res[0])
-        return {int(h["id"]): float(h["distance"]) for h in res[0]}
+        found = self._search(
+            "BM25 search", text, field, k, expr, {"metric_type": "BM25"}, LIGHT_FIELDS, timeout_s
+        )
+        memo.put_light(light(h) for h in found)
+        return {int(h["id"]): float(h["distance"]) for h in found}
 
     def search_dense(
         self, vector: npt.NDArray[np.float32], k: int, *, filters: Filters, timeout_s: float
@@ -415,25 +407,17 @@ class MilvusTier:
             return Hits.empty()
         params = self._dense_params(k)
         memo = self._fresh()
-        with remote("dense search"):
-            res = self._client.search(
-                self.collection,
-                data=[np.asarray(vector, dtype=np.float32).tolist()],
-                anns_field="dense",
-                limit=k,
-                filter=filter_expr(filters),
-                search_params=params,
-                output_fields=LIGHT_FIELDS,
-                timeout=timeout_s,
-                consistency_level=self._consistency,
-            )
-        memo.put_light(_light(h) for h in res[0])
-        hits = Hits(
-            np.fromiter((int(h["id"]) for h in res[0]), np.int64),
-            np.fromiter((float(h["distance"]) for h in res[0]), np.float32),
+        data = np.asarray(vector, dtype=np.float32).tolist()
+        expr = filter_expr(filters)
+        found = self._search(
+            "dense search", data, "dense", k, expr, params, LIGHT_FIELDS, timeout_s
+        )
+        memo.put_light(light(h) for h in found)
+        return Hits(
+            np.fromiter((int(h["id"]) for h in found), np.int64),
+            np.fromiter((float(h["distance"]) for h in found), np.float32),
             exhaustive=self._dense_index == "FLAT",
         )
-        return hits
 
     def _dense_params(self, k: int) -> dict[str, Any]:
         params: dict[str, Any] = {"metric_type": "IP"}
@@ -684,6 +668,32 @@ class MilvusTier:
                 it.close()
             return out
 
+    def _search(
+        self,
+        what: str,
+        data: Any,
+        field: str,
+        limit: int,
+        expr: str,
+        params: dict[str, Any],
+        fields: list[str],
+        timeout: float,
+    ) -> list[dict[str, Any]]:
+        """The hits of one search of the utterance collection (one query: ``data``)."""
+        with remote(what):
+            res = self._client.search(
+                self.collection,
+                data=[data],
+                anns_field=field,
+                limit=limit,
+                filter=expr,
+                search_params=params,
+                output_fields=fields,
+                timeout=timeout,
+                consistency_level=self._consistency,
+            )
+        return list(res[0])
+
     def _search_read(self, expr: str, fields: list[str], timeout: float) -> list[dict[str, Any]]:
         """The rows matching ``expr`` (up to ``QUERY_LIMIT``) as one exact (FLAT) search with
         ``expr`` as its filter: a FLAT search scores every row the filter admits, so with a
@@ -691,20 +701,11 @@ class MilvusTier:
         a half of a query's time (a one-row read at 100k rows: 3.2 against 11.5 ms; 40 turns:
         5.5 against 13.4 ms; docs/SCALING.md), as every read there is a scan."""
         probe = [1.0] + [0.0] * (self.dim - 1)
-        with remote("read"):
-            res = self._client.search(
-                self.collection,
-                data=[probe],
-                anns_field="dense",
-                limit=QUERY_LIMIT,
-                filter=expr,
-                search_params={"metric_type": "IP"},
-                output_fields=fields,
-                timeout=timeout,
-                consistency_level=self._consistency,
-            )
+        found = self._search(
+            "read", probe, "dense", QUERY_LIMIT, expr, {"metric_type": "IP"}, fields, timeout
+        )
         out: list[dict[str, Any]] = []
-        for hit in res[0]:
+        for hit in found:
             row = dict(hit["entity"])
             row.setdefault("uid", int(hit["id"]))
             out.append(row)
@@ -751,8 +752,3 @@ def _widened(span: tuple[int, int]) -> tuple[int, int]:
 
 def _row(entity: dict[str, Any]) -> Row:
     return Row(from_row(entity), bool(entity["is_question"]), int(entity["ct"]))
-
-
-def _light(hit: dict[str, Any]) -> tuple[int, int, bool]:
-    entity = hit["entity"]
-    return int(hit["id"]), int(entity["ct"]), bool(entity["is_question"])
